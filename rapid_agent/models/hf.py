@@ -1,0 +1,234 @@
+"""Local Hugging Face chat models (vision captioner, text reasoner) on a shared micro-batcher.
+
+Both are LangChain `BaseChatModel`s. Concurrent calls (threads, `graph.batch`, `abatch`) are
+gathered by `MicroBatcher` into one left-padded `generate` call. A folder holding a PEFT adapter
+(`adapter_config.json`) loads its base model and merges the adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from abc import abstractmethod
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from rapid_agent.errors import BackendError, ConfigError
+from rapid_agent.images import from_data_url
+from rapid_agent.models.batching import MicroBatcher
+
+ROLE_OF = {"system": "system", "human": "user", "ai": "assistant"}
+
+
+def adapter_base(path: str | Path) -> str | None:
+    """The base model named by a PEFT adapter folder, or None when `path` is not an adapter."""
+    config = Path(path) / "adapter_config.json"
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text())["base_model_name_or_path"]
+
+
+class _HFChatModel(BaseChatModel):
+    """Shared machinery: lazy loading, message conversion, batched generation, usage metadata."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model_path: str = Field(description="Hub id or local folder (full checkpoint or PEFT adapter).")
+    max_new_tokens: int = Field(512, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_batch_size: int = Field(8, gt=0)
+    max_wait_s: float = Field(0.01, ge=0)
+    device: str | None = Field(None, description="torch device; default cuda when available, else cpu")
+    dtype: str = Field("auto", description="'auto' (bf16 on GPU, fp32 on CPU) or a torch dtype name")
+
+    _model: Any = PrivateAttr(None)
+    _processor: Any = PrivateAttr(None)
+    _batcher: MicroBatcher | None = PrivateAttr(None)
+    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _generate_calls: int = PrivateAttr(0)
+
+    @property
+    def generate_calls(self) -> int:
+        """How many batched `generate` calls ran (each serves one micro-batch)."""
+        return self._generate_calls
+
+    @property
+    def model_name(self) -> str:
+        return self.model_path
+
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_path": self.model_path, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+
+    def load(self) -> _HFChatModel:
+        """Load weights and processor now (otherwise the first call loads them)."""
+        with self._load_lock:
+            if self._model is None:
+                device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+                dtype = self._torch_dtype(device)
+                base = adapter_base(self.model_path)
+                try:
+                    model = self._load_model(base or self.model_path, dtype).to(device)
+                    if base is not None:
+                        model = _merge_adapter(model, self.model_path)
+                    processor_path = self.model_path if _has_processor(self.model_path) else (base or self.model_path)
+                    self._processor = self._load_processor(processor_path)
+                except OSError as exc:
+                    raise ConfigError(f"cannot load model {self.model_path!r}: {exc}") from None
+                self._model = model.eval()
+                self._batcher = MicroBatcher(
+                    self._generate_batch, max_batch_size=self.max_batch_size, max_wait_s=self.max_wait_s,
+                    name=f"hf-batcher:{self.model_path}",
+                )
+        return self
+
+    def _torch_dtype(self, device: str) -> torch.dtype:
+        if self.dtype == "auto":
+            return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        return getattr(torch, self.dtype)
+
+    def _settings(self, kwargs: dict[str, Any]) -> tuple[int, float, float]:
+        return (
+            int(kwargs.get("max_new_tokens", kwargs.get("max_tokens", self.max_new_tokens))),
+            float(kwargs.get("temperature", self.temperature)),
+            float(kwargs.get("top_p", self.top_p)),
+        )
+
+    def _submit(self, messages: list[BaseMessage], kwargs: dict[str, Any]):
+        self.load()
+        settings = self._settings(kwargs)
+        return self._batcher.submit((self._conversation(messages), settings), group=settings)
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return _chat_result(self._submit(messages, kwargs).result())
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return _chat_result(await asyncio.wrap_future(self._submit(messages, kwargs)))
+
+    def _conversation(self, messages: list[BaseMessage]) -> list[dict[str, Any]]:
+        return [{"role": ROLE_OF.get(m.type, m.type), "content": self._content(m.content)} for m in messages]
+
+    def _generate_batch(self, items: list[tuple[list[dict], tuple[int, float, float]]]) -> list[tuple[str, int, int]]:
+        """One padded `generate` over gathered requests; returns (text, input_tokens, output_tokens)."""
+        max_new_tokens, temperature, top_p = items[0][1]
+        inputs = self._encode([conversation for conversation, _ in items]).to(self._model.device)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        with torch.inference_mode():
+            output = self._model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
+        self._generate_calls += 1
+        prompt_len = inputs["input_ids"].shape[1]
+        tokenizer = getattr(self._processor, "tokenizer", self._processor)
+        results = []
+        for row, mask in zip(output[:, prompt_len:], inputs["attention_mask"]):
+            ids = _until_eos(row.tolist(), self._model.generation_config.eos_token_id, tokenizer.pad_token_id)
+            results.append((tokenizer.decode(ids, skip_special_tokens=True), int(mask.sum()), len(ids)))
+        return results
+
+    @property
+    def _llm_type(self) -> str:
+        return "huggingface-local"
+
+    # role-specific parts
+    @abstractmethod
+    def _load_model(self, path: str, dtype: torch.dtype) -> Any: ...
+
+    @abstractmethod
+    def _load_processor(self, path: str) -> Any: ...
+
+    @abstractmethod
+    def _content(self, content: Any) -> Any: ...
+
+    def _encode(self, conversations: list[list[dict]]) -> Any:
+        return self._processor.apply_chat_template(
+            conversations, add_generation_prompt=True, tokenize=True, return_dict=True,
+            return_tensors="pt", padding=True, padding_side="left",
+        )
+
+
+class HFVisionChatModel(_HFChatModel):
+    """A local image-text-to-text model (e.g. Qwen2.5-VL) as a chat model: the captioner backend."""
+
+    def _load_model(self, path, dtype):
+        from transformers import AutoModelForImageTextToText
+
+        return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+
+    def _load_processor(self, path):
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(path)
+
+    def _content(self, content: Any) -> list[dict[str, Any]]:
+        if isinstance(content, str):
+            return [{"type": "text", "text": content}]
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append({"type": "text", "text": part})
+            elif part.get("type") == "text":
+                parts.append({"type": "text", "text": part["text"]})
+            elif part.get("type") == "image_url":
+                url = part["image_url"]["url"] if isinstance(part["image_url"], dict) else part["image_url"]
+                parts.append({"type": "image", "image": from_data_url(url)})
+            else:
+                raise BackendError(f"unsupported content part type {part.get('type')!r} for {self.model_path}")
+        return parts
+
+
+class HFTextChatModel(_HFChatModel):
+    """A local causal LM as a chat model: the text-only reasoner backend."""
+
+    def _load_model(self, path, dtype):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+
+    def _load_processor(self, path):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
+
+    def _content(self, content: Any) -> str:
+        if isinstance(content, str):
+            return content
+        texts = [p if isinstance(p, str) else p.get("text", "") for p in content]
+        if any(isinstance(p, dict) and p.get("type") not in (None, "text") for p in content):
+            raise BackendError(f"{self.model_path} is a text-only model; it cannot take image content")
+        return "".join(texts)
+
+
+def _has_processor(path: str) -> bool:
+    folder = Path(path)
+    return folder.is_dir() and any((folder / f).is_file() for f in ("tokenizer_config.json", "processor_config.json"))
+
+
+def _merge_adapter(model, adapter_path: str):
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ConfigError(f"{adapter_path} is a PEFT adapter; install peft (pip install 'rapid-agent[train]')") from None
+    return PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
+
+
+def _until_eos(ids: list[int], eos: int | list[int] | None, pad: int | None) -> list[int]:
+    stops = set(eos if isinstance(eos, list) else [eos]) | {pad}
+    for i, token in enumerate(ids):
+        if token in stops:
+            return ids[:i]
+    return ids
+
+
+def _chat_result(result: tuple[str, int, int]) -> ChatResult:
+    text, input_tokens, output_tokens = result
+    usage = {"input_tokens": input_tokens, "output_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
+    return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text, usage_metadata=usage))])

@@ -1,0 +1,140 @@
+"""One model-spec resolver for every entry point (library, CLIs, the served graph).
+
+Spec strings:
+    hf:Qwen/Qwen2.5-VL-7B-Instruct      local Hugging Face model by Hub id
+    hf:/path/to/checkpoint               local folder: full weights or a PEFT adapter (detected)
+    openai:MODEL@http://host:port/v1     an OpenAI-compatible server (vLLM, SGLang, transformers serve)
+    openai:MODEL                         OpenAI itself (OPENAI_API_KEY)
+    tiny                                 the tiny offline test models (built on first use)
+    PROVIDER:MODEL                       anything `langchain.chat_models.init_chat_model` knows
+
+The role ("captioner" or "reasoner") picks the local backend class (vision or text) for `hf:`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Literal
+
+from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, ConfigDict, Field
+
+from rapid_agent.errors import ConfigError
+
+Role = Literal["captioner", "reasoner"]
+ROLES: tuple[Role, ...] = ("captioner", "reasoner")
+
+
+class GenerationSettings(BaseModel):
+    """Decoding settings applied to models built from spec strings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(1024, gt=0)
+    timeout_s: float = Field(600.0, gt=0, description="Per-request timeout for remote endpoints.")
+    max_batch_size: int = Field(8, gt=0, description="Micro-batch size for local hf: models.")
+
+
+class ModelResolver:
+    """Turns specs into chat models, caching each (spec, role) so local weights load once.
+
+    `generation` gives per-role decoding settings for models built from specs; chat model
+    objects pass through unchanged.
+    """
+
+    def __init__(self, generation: dict[Role, GenerationSettings] | None = None) -> None:
+        self.generation = {role: GenerationSettings() for role in ROLES} | dict(generation or {})
+        self._cache: dict[tuple[str, Role], BaseChatModel] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, model: BaseChatModel | str, role: Role) -> BaseChatModel:
+        """A chat model for `model` (returned as is when it already is one)."""
+        if isinstance(model, BaseChatModel):
+            return model
+        if not isinstance(model, str):
+            raise ConfigError(f"{role}: expected a chat model or a spec string, got {type(model).__name__}")
+        key = (model.strip(), role)
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = build_model(key[0], role, self.generation[role])
+            return self._cache[key]
+
+
+def parse_spec(spec: str) -> tuple[str, str, str | None]:
+    """Split a spec into (provider, model, base_url); raises `ConfigError` when malformed."""
+    spec = spec.strip()
+    if spec == "tiny":
+        return "tiny", "tiny", None
+    provider, sep, rest = spec.partition(":")
+    if not sep or not provider or not rest.strip():
+        raise ConfigError(
+            f"malformed model spec {spec!r}: expected 'hf:NAME_OR_PATH', 'openai:MODEL@URL', "
+            "'PROVIDER:MODEL' or 'tiny'"
+        )
+    base_url = None
+    if provider == "openai" and "@" in rest:
+        rest, _, base_url = rest.rpartition("@")
+        if not base_url.startswith(("http://", "https://")) or not rest:
+            raise ConfigError(f"malformed model spec {spec!r}: expected openai:MODEL@http(s)://host:port/v1")
+    return provider, rest, base_url
+
+
+def build_model(spec: str, role: Role, generation: GenerationSettings) -> BaseChatModel:
+    """Build a fresh chat model from a spec (prefer `ModelResolver.resolve`, which caches)."""
+    provider, name, base_url = parse_spec(spec)
+    if provider in ("hf", "tiny"):
+        return _local_model(name, role, generation, tiny=provider == "tiny")
+    if provider == "openai":
+        return _openai_model(name, base_url, generation)
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError:
+        raise ConfigError(f"spec {spec!r} needs the 'langchain' package (pip install langchain)") from None
+    try:
+        return init_chat_model(
+            name, model_provider=provider, temperature=generation.temperature, max_tokens=generation.max_new_tokens
+        )
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(f"cannot build model from spec {spec!r}: {exc}") from None
+
+
+def _local_model(name: str, role: Role, generation: GenerationSettings, *, tiny: bool) -> BaseChatModel:
+    from rapid_agent.models.hf import HFTextChatModel, HFVisionChatModel
+
+    if tiny:
+        from rapid_agent.testing import ensure_tiny_models
+
+        captioner_path, reasoner_path = ensure_tiny_models()
+        name = str(captioner_path if role == "captioner" else reasoner_path)
+    cls = HFVisionChatModel if role == "captioner" else HFTextChatModel
+    return cls(
+        model_path=name,
+        max_new_tokens=generation.max_new_tokens,
+        temperature=generation.temperature,
+        top_p=generation.top_p,
+        max_batch_size=generation.max_batch_size,
+    )
+
+
+def _openai_model(name: str, base_url: str | None, generation: GenerationSettings) -> BaseChatModel:
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError:
+        raise ConfigError("openai: specs need langchain-openai (pip install 'rapid-agent[openai]')") from None
+    api_key = os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base_url else None)
+    if api_key is None:
+        raise ConfigError("openai:MODEL without @URL calls OpenAI itself and needs OPENAI_API_KEY")
+    return ChatOpenAI(
+        model=name,
+        base_url=base_url,
+        api_key=api_key,
+        temperature=generation.temperature,
+        top_p=generation.top_p,
+        max_tokens=generation.max_new_tokens,
+        timeout=generation.timeout_s,
+        max_retries=0,  # the graph's RetryPolicy owns retries
+        stream_usage=True,
+    )

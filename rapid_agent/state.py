@@ -1,0 +1,74 @@
+"""The graph's typed state and its per-call runtime context."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from langchain_core.language_models import BaseChatModel
+from typing_extensions import NotRequired, TypedDict
+
+from rapid_agent.images import ImageInput
+from rapid_agent.prompts import PromptPreset
+
+
+class NodeUsage(TypedDict):
+    """Token usage and latency of one model call made by one node."""
+
+    node: str
+    round: int
+    model: str
+    input_tokens: int
+    output_tokens: int
+    latency_s: float
+
+
+class RapidInput(TypedDict):
+    """What a caller sends. Give `captions` to skip the `caption` node (VPO feeds policy captions so)."""
+
+    images: NotRequired[list[ImageInput]]
+    question: str
+    options: NotRequired[list[str] | None]
+    captions: NotRequired[list[str]]
+    tentative_answer: NotRequired[str | None]
+
+
+class RapidState(RapidInput):
+    """The full state: inputs plus everything the nodes produce."""
+
+    recaption_requests: NotRequired[list[str]]
+    reasoning: NotRequired[str | None]
+    answer: NotRequired[str | None]
+    round: NotRequired[int]
+    usage: NotRequired[Annotated[list[NodeUsage], operator.add]]
+
+
+class RapidOutput(TypedDict):
+    """What a run returns (the state minus the raw images)."""
+
+    question: str
+    options: NotRequired[list[str] | None]
+    captions: list[str]
+    recaption_requests: NotRequired[list[str]]
+    tentative_answer: NotRequired[str | None]
+    reasoning: str | None
+    answer: str | None
+    round: int
+    usage: list[NodeUsage]
+
+
+ModelLike = Any  # a BaseChatModel or a model spec string such as "openai:MODEL@URL"
+
+
+@dataclass(frozen=True)
+class RapidContext:
+    """Per-call overrides (LangGraph runtime context). `None` fields fall back to the build-time setting.
+
+    `captioner` / `reasoner` accept a `BaseChatModel` or a spec string (see `rapid_agent.models.spec`).
+    """
+
+    captioner: BaseChatModel | str | None = None
+    reasoner: BaseChatModel | str | None = None
+    prompt_preset: str | PromptPreset | None = None
+    max_recaption_rounds: int | None = None
