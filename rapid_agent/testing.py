@@ -31,7 +31,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr, field_validator
 
 __all__ = [
     "QWEN_SPECIAL_TOKENS",
@@ -60,6 +60,7 @@ QWEN_SPECIAL_TOKENS = (
 )
 """The Qwen2.5 special tokens the tiny tokenizers carry (same strings as the real models)."""
 
+_QWEN_PRETOKENIZE_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 _MARKER = "rapid-tiny-model.complete"
 _MIN_PIXELS = 56 * 56
 _MAX_PIXELS = 224 * 224
@@ -112,11 +113,19 @@ If the description does not contain enough information, say that you cannot tell
 
 def _train_tokenizer() -> Any:
     """Train a byte-level BPE tokenizer on the built-in corpus, wrapped for transformers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Qwen2's own pipeline: AutoTokenizer rebuilds a ``qwen2`` checkpoint's tokenizer as
+    # Qwen2Tokenizer with exactly these parts, so in-memory and reloaded tokenizers agree.
+    backend.normalizer = normalizers.NFC()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=1024,
@@ -200,9 +209,13 @@ def _write_captioner(out: Path, seed: int) -> None:
     tokenizer = _train_tokenizer()
     ids = _token_ids(tokenizer)
     processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size={"shortest_edge": _MIN_PIXELS, "longest_edge": _MAX_PIXELS}),
+        image_processor=Qwen2VLImageProcessor(
+            size={"shortest_edge": _MIN_PIXELS, "longest_edge": _MAX_PIXELS}
+        ),
         tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(size={"shortest_edge": _MIN_PIXELS, "longest_edge": _MAX_PIXELS}),
+        video_processor=Qwen2VLVideoProcessor(
+            size={"shortest_edge": _MIN_PIXELS, "longest_edge": _MAX_PIXELS}
+        ),
         chat_template=_CHAT_TEMPLATE,
     )
     config = Qwen2_5_VLConfig(
@@ -288,7 +301,11 @@ def tiny_models_dir() -> Path:
     """Default cache directory of the tiny models: ``$RAPID_TINY_MODELS_DIR`` or
     ``~/.cache/rapid-agent/tiny-models``."""
     configured = os.environ.get("RAPID_TINY_MODELS_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "rapid-agent" / "tiny-models"
+    return (
+        Path(configured).expanduser()
+        if configured
+        else Path.home() / ".cache" / "rapid-agent" / "tiny-models"
+    )
 
 
 def ensure_tiny_models(root: str | Path | None = None) -> tuple[Path, Path]:
@@ -467,8 +484,13 @@ class ToolCallingScriptedModel(_RecordingChatModel):
     ``IndexError``. Calls are recorded in :attr:`calls`.
     """
 
-    script: list[AIMessage | str]
+    script: list[AIMessage]
     _tool_names: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("script", mode="before")
+    @classmethod
+    def _strings_to_messages(cls, script: Sequence[AIMessage | str]) -> list[AIMessage]:
+        return [AIMessage(content=step) if isinstance(step, str) else step for step in script]
 
     @property
     def _llm_type(self) -> str:
@@ -479,7 +501,9 @@ class ToolCallingScriptedModel(_RecordingChatModel):
         """Names of the tools passed to the latest ``bind_tools`` call."""
         return list(self._tool_names)
 
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> ToolCallingScriptedModel:
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
+    ) -> ToolCallingScriptedModel:
         """Record the tools' names and return this model (the script decides which tools get called)."""
         self._tool_names = [convert_to_openai_tool(tool)["function"]["name"] for tool in tools]
         return self
@@ -494,6 +518,4 @@ class ToolCallingScriptedModel(_RecordingChatModel):
         index = self._record(messages)
         if index >= len(self.script):
             raise IndexError(f"script exhausted: call {index + 1} but only {len(self.script)} replies")
-        step = self.script[index]
-        message = AIMessage(content=step) if isinstance(step, str) else step.model_copy(deep=True)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return ChatResult(generations=[ChatGeneration(message=self.script[index].model_copy(deep=True))])
