@@ -1,0 +1,264 @@
+"""Tests for rapid_agent.answers: extraction and grading on benchmark-shaped answers."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from pydantic import ValidationError
+
+from rapid_agent.answers import (
+    UnknownAnswerTypeError,
+    Verdict,
+    extract_answer,
+    grade,
+    grade_output,
+    last_boxed,
+    strip_think,
+)
+
+MV_CHOICES = ["2 cm", "4 cm", "6 cm", "8 cm"]  # MathVista stores choice texts, gold is the text
+MV_FRAC = [r"$\frac{1}{2}$", r"$\frac{\sqrt{3}}{2}$", "$1$", r"$\sqrt{2}$"]
+MVIS_OPTIONS = ["A", "B", "C", "D", "E"]  # MathVision options that are themselves point names
+MMMU_OPTIONS = ["$15\\%$", "$20\\%$", "$25\\%$", "$30\\%$"]
+LV_OPTIONS = ["1", "2", "3", "4"]
+
+
+def case(pred, gold, expected, id, **kwargs):
+    return pytest.param(pred, gold, kwargs, expected, id=id)
+
+
+GRADE_CASES = [
+    # --- MathVista multiple choice: gold is the choice text
+    case("B", "4 cm", True, "mathvista-letter-to-choice-text", options=MV_CHOICES),
+    case("(B)", "4 cm", True, "mathvista-paren-letter", options=MV_CHOICES),
+    case("B.", "4 cm", True, "mathvista-letter-dot", options=MV_CHOICES),
+    case("B)", "4 cm", True, "mathvista-letter-close-paren", options=MV_CHOICES),
+    case("**B**", "4 cm", True, "mathvista-markdown-bold-letter", options=MV_CHOICES),
+    case("Option B", "4 cm", True, "mathvista-option-word", options=MV_CHOICES),
+    case("B. 4 cm", "4 cm", True, "mathvista-letter-and-text", options=MV_CHOICES),
+    case("(B) 4 cm", "4 cm", True, "mathvista-paren-letter-and-text", options=MV_CHOICES),
+    case("4 cm", "4 cm", True, "mathvista-choice-text", options=MV_CHOICES),
+    case("4  CM", "4 cm", True, "mathvista-choice-text-case-space", options=MV_CHOICES),
+    case("4", "4 cm", True, "mathvista-choice-value-without-unit", options=MV_CHOICES),
+    case("(C)", "4 cm", False, "mathvista-wrong-letter", options=MV_CHOICES),
+    case("6 cm", "4 cm", False, "mathvista-wrong-choice-text", options=MV_CHOICES),
+    case("F", "4 cm", False, "mathvista-letter-out-of-range", options=MV_CHOICES),
+    case("0.5", r"$\frac{1}{2}$", True, "mathvista-value-matches-latex-choice", options=MV_FRAC),
+    case(r"\frac{\sqrt{3}}{2}", r"$\frac{\sqrt{3}}{2}$", True, "mathvista-latex-choice", options=MV_FRAC),
+    case("1", r"$\frac{1}{2}$", False, "mathvista-other-latex-choice", options=MV_FRAC),
+    # --- MathVista free form with precision / integer
+    case("1.45", "1.45", True, "mathvista-float-precision2-same", precision=2, answer_type="float"),
+    case("1.4523", "1.45", True, "mathvista-float-precision2-rounds", precision=2, answer_type="float"),
+    case("0.51", "0.5", False, "mathvista-float-precision2-negative", precision=2, answer_type="float"),
+    case("0.5", "0.50", True, "mathvista-float-trailing-zero", precision=2, answer_type="float"),
+    case("2.3", "2.3", True, "mathvista-float-precision1", precision=1.0, answer_type="float"),
+    case("2.36", "2.3", False, "mathvista-float-precision1-negative", precision=1.0, answer_type="float"),
+    case("3.0", "3", True, "mathvista-integer-from-float", answer_type="integer"),
+    case("1,000", "1000", True, "mathvista-integer-thousands-sep", answer_type="integer"),
+    case("4", "3", False, "mathvista-integer-negative", answer_type="integer"),
+    case("seven", "7", False, "mathvista-integer-word-not-number", answer_type="integer"),
+    case("[2, 3, 4]", "[2, 3, 4]", True, "mathvista-list-same", answer_type="list"),
+    case("[2, 3.0, 4]", "[2, 3, 4]", True, "mathvista-list-numeric", answer_type="list"),
+    case("[2, 4, 3]", "[2, 3, 4]", False, "mathvista-list-order-matters", answer_type="list"),
+    # --- MathVision: gold is a letter, options are texts
+    case("C", "C", True, "mathvision-letter", options=["1", "2", "3", "4", "5"]),
+    case("3", "C", True, "mathvision-option-text-for-letter", options=["1", "2", "3", "4", "5"]),
+    case("(B)", "C", False, "mathvision-wrong-letter", options=["1", "2", "3", "4", "5"]),
+    case("D", "D", True, "mathvision-point-name-options", options=MVIS_OPTIONS),
+    case(r"\sqrt{2}/2", r"\frac{\sqrt{2}}{2}", True, "mathvision-sqrt-forms"),
+    case(r"\dfrac{3}{4}", "0.75", True, "mathvision-dfrac-vs-decimal"),
+    case(r"2\pi", "2π", True, "mathvision-pi-latex-vs-unicode"),
+    case(r"(1, 2]", r"(1,2]", True, "mathvision-interval-spacing"),
+    case(r"[1, 3)", r"(1, 3)", False, "mathvision-interval-open-closed"),
+    case(r"\{1, 2\}", r"\{2, 1\}", True, "mathvision-set-order"),
+    case("x=3", "3", True, "mathvision-assignment"),
+    case("x = 3", "3", True, "mathvision-assignment-spaces"),
+    case("x=4", "3", False, "mathvision-assignment-wrong"),
+    case("-3", "3", False, "mathvision-sign-matters"),
+    case(r"2\sqrt{3}", r"\sqrt{12}", True, "mathvision-sqrt-simplify"),
+    # --- MMMU: letters for MCQ, open numeric/text answers
+    case("A", "A", True, "mmmu-letter", options=MMMU_OPTIONS),
+    case("The correct option is C", "C", True, "mmmu-option-sentence", options=MMMU_OPTIONS),
+    case("25%", "C", True, "mmmu-percent-option-text", options=MMMU_OPTIONS),
+    case("B", "C", False, "mmmu-wrong-letter", options=MMMU_OPTIONS),
+    case("12 cm", "12", True, "mmmu-open-unit"),
+    case(r"12\text{ cm}", "12", True, "mmmu-open-text-unit"),
+    case(r"12 \mathrm{cm}", "12", True, "mmmu-open-mathrm-unit"),
+    case("$12$", "12", True, "mmmu-open-dollars"),
+    case("12 cm", "13", False, "mmmu-open-unit-wrong"),
+    case("45°", "45", True, "mmmu-degree-sign"),
+    case(r"45^\circ", "45", True, "mmmu-latex-degree"),
+    case("45 degrees", "45", True, "mmmu-degree-word"),
+    case(r"50\%", "50", True, "mmmu-latex-percent"),
+    case("50%", "50%", True, "mmmu-percent-both"),
+    case("50%", "0.5", True, "mmmu-percent-as-fraction", percent_as_fraction=True),
+    case("50%", "0.5", False, "mmmu-percent-not-fraction-by-default"),
+    case("3.5 m/s", "3.5", True, "mmmu-compound-unit"),
+    case("7.2", "7.2", True, "mmmu-unit-param", unit="N"),
+    case("7.2 N", "7.2", True, "mmmu-unit-param-stripped", unit="N"),
+    case("Yes", "yes.", True, "mmmu-yes-case-punct"),
+    case("New  York", "new york", True, "mmmu-text-whitespace"),
+    case("no", "yes", False, "mmmu-text-negative"),
+    case("sey", "yes", False, "mmmu-text-not-symbolic-product"),
+    case("Mitochondria.", "mitochondria", True, "mmmu-text-type", answer_type="text"),
+    case("3x", "3", False, "mmmu-variable-not-unit"),
+    # --- MMStar / WeMath: gold letter, options inline in the question (no options list)
+    case("B", "B", True, "mmstar-letter"),
+    case("(B)", "B", True, "mmstar-paren-letter"),
+    case("b", "B", True, "mmstar-lowercase-letter"),
+    case("B: a red car", "B", True, "mmstar-letter-colon-text"),
+    case("(B)", "C", False, "mmstar-wrong-letter"),
+    case("A", "D", False, "wemath-wrong-letter"),
+    case(r"\text{E}", "E", True, "wemath-text-wrapped-letter"),
+    case("D", "D", True, "wemath-multiple-choice-type", answer_type="multiple_choice"),
+    # --- LogicVista: several letters, order-insensitive
+    case("A, C", "A, C", True, "logicvista-multi-same"),
+    case("C, A", "A, C", True, "logicvista-multi-reordered"),
+    case("A,C", "A, C", True, "logicvista-multi-no-space"),
+    case("A and C", "A, C", True, "logicvista-multi-and"),
+    case("AC", "A, C", True, "logicvista-multi-compact"),
+    case("AC", "A,C", True, "logicvista-compact-with-options", options=LV_OPTIONS),
+    case("A, C", "AC", True, "logicvista-compact-gold-with-options", options=LV_OPTIONS),
+    case("A", "A, C", False, "logicvista-subset-wrong"),
+    case("A, B, C", "A, C", False, "logicvista-superset-wrong"),
+    # --- DynaMath: floats within 1e-3, letters, free-form text
+    case("3.1416", "3.14159", True, "dynamath-float-abs-1e-3", answer_type="float", tolerance=1e-3),
+    case(r"\pi", "3.1416", True, "dynamath-float-pi", answer_type="float", tolerance=1e-3),
+    case("3.15", "3.14159", False, "dynamath-float-out-of-tolerance", answer_type="float", tolerance=1e-3),
+    case("0.0004", "0", True, "dynamath-float-abs-floor", answer_type="float", tolerance=1e-3),
+    case("1e-3", "0.001", True, "dynamath-scientific-notation", answer_type="float"),
+    case("3.1416", "3.14159", False, "dynamath-default-tolerance-strict"),
+    case("-2.5", "-2.50", True, "dynamath-negative-float"),
+    case("−2.5", "-2.5", True, "dynamath-unicode-minus"),
+    case("C", "C", True, "dynamath-letter"),
+    case("increasing", "Increasing", True, "dynamath-free-form-text"),
+    # --- no answer / weird output never raises
+    case(None, "3", False, "none-prediction"),
+    case("", "3", False, "empty-prediction"),
+    case("   ", "B", False, "blank-prediction", options=MV_CHOICES),
+    case(r"\frac{1}{", "0.5", False, "broken-latex"),
+    case("}}}{{{", "3", False, "garbage-braces"),
+    case("x" * 2000, "3", False, "very-long-prediction"),
+]
+
+
+@pytest.mark.parametrize(("prediction", "gold", "kwargs", "expected"), GRADE_CASES)
+def test_grade(prediction, gold, kwargs, expected):
+    verdict = grade(prediction, gold, **kwargs)
+    assert isinstance(verdict, Verdict)
+    assert verdict.correct is expected, verdict
+
+
+EXTRACT_CASES = [
+    pytest.param(
+        r"So $x = \boxed{\frac{1}{\sqrt{2}}}$.", None, r"\frac{1}{\sqrt{2}}", id="boxed-nested-braces"
+    ),
+    pytest.param(r"First \boxed{3}, corrected: \boxed{4}", None, "4", id="last-of-several-boxed"),
+    pytest.param(
+        r"<think>maybe \boxed{7}</think> The result is \boxed{8}", None, "8", id="think-boxed-ignored"
+    ),
+    pytest.param(r"<think>maybe \boxed{7}</think> Answer: 9", None, "9", id="think-boxed-ignored-phrase"),
+    pytest.param(r"reasoning \boxed{1} ...</think>\boxed{2}", None, "2", id="unopened-think-block"),
+    pytest.param(r"<think>still thinking \boxed{5}", None, None, id="truncated-think-no-answer"),
+    pytest.param(r"\fbox{B}", None, "B", id="fbox"),
+    pytest.param(r"\boxed{\{1, 2\}}", None, r"\{1, 2\}", id="boxed-escaped-braces"),
+    pytest.param(r"\boxed 5", None, "5", id="boxed-without-braces"),
+    pytest.param(r"so \boxed{\frac{1}{2", None, None, id="unclosed-boxed"),
+    pytest.param("Answer: (C)", ["1", "2", "3"], "(C)", id="answer-colon-letter"),
+    pytest.param("**Answer:** B", ["1", "2"], "B", id="answer-markdown"),
+    pytest.param("Thus the answer is 12 cm.", None, "12 cm", id="the-answer-is"),
+    pytest.param("Final answer: $\\frac{3}{4}$", None, "\\frac{3}{4}", id="final-answer-dollars"),
+    pytest.param("The answer is: 5\nAnswer: 6", None, "6", id="last-answer-phrase"),
+    pytest.param("Comparing the lengths...\n(B)", ["2 cm", "4 cm"], "B", id="lone-letter-last-line"),
+    pytest.param("Comparing the lengths...\nB.", None, "B", id="lone-letter-dot-no-options"),
+    pytest.param("Comparing...\n(F)", ["2 cm", "4 cm"], None, id="lone-letter-out-of-range"),
+    pytest.param("I cannot determine it from the description.", None, None, id="no-answer"),
+    pytest.param("", None, None, id="empty-output"),
+    pytest.param(None, None, None, id="none-output"),
+]
+
+
+@pytest.mark.parametrize(("text", "options", "expected"), EXTRACT_CASES)
+def test_extract_answer(text, options, expected):
+    assert extract_answer(text, options) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("<think>a</think>b<think>c</think> d", "b d", id="two-blocks"),
+        pytest.param("no think here", "no think here", id="no-block"),
+        pytest.param("hidden reasoning</think>\nvisible", "visible", id="unopened-block"),
+    ],
+)
+def test_strip_think(text, expected):
+    assert strip_think(text) == expected
+
+
+def test_last_boxed_none_without_box():
+    assert last_boxed("no box") is None
+
+
+@pytest.mark.parametrize(
+    ("output", "gold", "kwargs", "expected"),
+    [
+        pytest.param(
+            r"<think>B?</think>The length is \boxed{B}.",
+            "4 cm",
+            {"options": MV_CHOICES},
+            True,
+            id="mathvista",
+        ),
+        pytest.param("Answer: (C)", "C", {}, True, id="mmstar-answer-phrase"),
+        pytest.param(r"\boxed{A, C}", "A, C", {}, True, id="logicvista-boxed-multi"),
+        pytest.param(
+            r"\boxed{3.1417}", "3.14159", {"tolerance": 1e-3, "answer_type": "float"}, True, id="dynamath"
+        ),
+        pytest.param("I am not sure.", "3", {}, False, id="no-answer"),
+    ],
+)
+def test_grade_output(output, gold, kwargs, expected):
+    assert grade_output(output, gold, **kwargs).correct is expected
+
+
+def test_no_answer_method():
+    verdict = grade_output("no idea", "3")
+    assert verdict == Verdict(correct=False, prediction=None, gold="3", method="no_answer")
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "kwargs", "method"),
+    [
+        pytest.param("(B)", "4 cm", {"options": MV_CHOICES}, "choice", id="choice"),
+        pytest.param("Yes", "yes", {}, "exact", id="exact"),
+        pytest.param("1,000", "1000", {}, "numeric", id="numeric"),
+        pytest.param(r"\frac{x}{2}", "0.5x", {}, "math_verify", id="math_verify"),
+        pytest.param(r"\sqrt{2}/2", r"\frac{\sqrt{2}}{2}", {}, "numeric", id="closed-form-numeric"),
+    ],
+)
+def test_method_names(prediction, gold, kwargs, method):
+    assert grade(prediction, gold, **kwargs).method == method
+
+
+def test_choice_prediction_is_normalised_to_letter():
+    assert grade("(B) 4 cm", "4 cm", options=MV_CHOICES).prediction == "B"
+
+
+def test_verdict_is_frozen():
+    verdict = grade("3", "3")
+    with pytest.raises(ValidationError):
+        verdict.correct = False  # type: ignore[misc]
+
+
+def test_unknown_answer_type_raises():
+    with pytest.raises(UnknownAnswerTypeError, match="free_form.*multiple_choice"):
+        grade("3", "3", answer_type="free_form")  # type: ignore[arg-type]
+    assert issubclass(UnknownAnswerTypeError, ValueError)
+
+
+def test_grade_in_worker_threads():
+    jobs = [(r"\sqrt{2}/2", r"\frac{\sqrt{2}}{2}"), ("x=3", "3"), ("(B)", "B"), ("2", "3")] * 4
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda job: grade(*job).correct, jobs))
+    assert results == [True, True, True, False] * 4
