@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -32,6 +32,9 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr, field_validator
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, PreTrainedTokenizerFast
 
 __all__ = [
     "QWEN_SPECIAL_TOKENS",
@@ -111,7 +114,7 @@ If the description does not contain enough information, say that you cannot tell
 """
 
 
-def _train_tokenizer() -> Any:
+def _train_tokenizer() -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on the built-in corpus, wrapped for transformers."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -143,18 +146,18 @@ def _train_tokenizer() -> Any:
     )
 
 
-def _token_ids(tokenizer: Any) -> dict[str, int]:
+def _token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
     """Map each Qwen special token to its id in ``tokenizer``."""
     return {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
 
 
-def _special_ids(tokenizer: Any) -> dict[str, Any]:
+def _special_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
     """eos/pad/bos settings shared by model configs and generation configs."""
     ids = _token_ids(tokenizer)
     return {"bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]}
 
 
-def _generation_config(tokenizer: Any) -> Any:
+def _generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConfig:
     """Greedy generation config stopping at ``<|im_end|>`` or ``<|endoftext|>`` (as Qwen does)."""
     from transformers import GenerationConfig
 
@@ -180,7 +183,7 @@ def _build_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     path = Path(path).expanduser()
     if _is_complete(path):
         return path
-    if path.exists() and any(path.iterdir()):
+    if path.exists() and any(path.iterdir()) and not _is_complete(path):
         raise FileExistsError(f"{path} exists and is not a complete tiny-model build; remove it first")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
