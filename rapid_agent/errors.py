@@ -18,4 +18,11 @@ class ImageInputError(InputError):
 
 
 class BackendError(RapidError, RuntimeError):
-    """A model backend failed (after retries) or timed out; names the role and the model."""
+    """A model backend failed or timed out; names the node and the model.
+
+    `transient` marks failures worth retrying (connection problems, time-outs, server errors).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient

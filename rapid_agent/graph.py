@@ -13,6 +13,9 @@ carries `captions` skips `caption`.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,7 +30,7 @@ from langgraph.types import RetryPolicy
 from typing_extensions import NotRequired
 
 from rapid_agent.answers import extract_answer, strip_think
-from rapid_agent.errors import BackendError, ConfigError, InputError
+from rapid_agent.errors import BackendError, ConfigError, InputError, RapidError
 from rapid_agent.images import ImagePolicy, load_images, to_data_url
 from rapid_agent.models.spec import ModelResolver
 from rapid_agent.prompts import (
@@ -56,10 +59,10 @@ class _Settings:
     max_recaption_rounds: int
 
 
-def _transient(exc: Exception) -> bool:
+def _transient(exc: BaseException) -> bool:
     """Retry connection problems and timeouts, never our own typed errors or bad input."""
-    if isinstance(exc, (InputError, ConfigError)):
-        return False
+    if isinstance(exc, RapidError):
+        return isinstance(exc, BackendError) and exc.transient
     return isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ in {
         "APIConnectionError",
         "APITimeoutError",
@@ -80,6 +83,7 @@ def build_rapid_graph(
     image_policy: ImagePolicy | None = None,
     retry_policy: RetryPolicy | None = DEFAULT_RETRY,
     resolver: ModelResolver | None = None,
+    call_timeout_s: float | None = None,
     name: str = "rapid",
 ) -> CompiledStateGraph:
     """Build the compiled RAPID graph.
@@ -93,26 +97,26 @@ def build_rapid_graph(
         image_policy: limits and allowed sources for images (defaults: `ImagePolicy()`).
         retry_policy: LangGraph retry policy for model nodes (transient backend errors).
         resolver: resolves model specs; share one between graphs to share loaded local models.
+        call_timeout_s: bound on each model call; a call that exceeds it fails as a (retried) `BackendError`.
 
     Per call, `context=RapidContext(...)` overrides captioner, reasoner, preset and loop rounds.
     """
     if max_recaption_rounds < 0:
         raise ConfigError(f"max_recaption_rounds must be >= 0, got {max_recaption_rounds}")
-    defaults = RapidContext(captioner, reasoner, get_preset(prompt_preset), max_recaption_rounds)
+    defaults = RapidContext(
+        captioner=captioner, reasoner=reasoner, prompt_preset=get_preset(prompt_preset),
+        max_recaption_rounds=max_recaption_rounds,
+    )
     policy = image_policy or ImagePolicy()
     resolver = resolver or ModelResolver()
 
     def settings() -> _Settings:
         context = get_runtime(RapidContext).context or RapidContext()
-        if not isinstance(context, RapidContext):
-            context = _context_from_mapping(context)
         captioner_ = _pick(context.captioner, defaults.captioner)
         reasoner_ = _pick(context.reasoner, defaults.reasoner)
         if reasoner_ is None:
             raise ConfigError("no reasoner: pass one to build_rapid_graph or in RapidContext(reasoner=...)")
         rounds = _pick(context.max_recaption_rounds, defaults.max_recaption_rounds)
-        if rounds < 0:
-            raise ConfigError(f"max_recaption_rounds must be >= 0, got {rounds}")
         return _Settings(
             captioner=resolver.resolve(captioner_, "captioner") if captioner_ is not None else None,
             reasoner=resolver.resolve(reasoner_, "reasoner"),
@@ -193,22 +197,15 @@ def build_rapid_graph(
 
     builder = StateGraph(_GraphState, context_schema=RapidContext, input_schema=RapidInput, output_schema=RapidOutput)
     builder.add_node("prepare", prepare)
-    builder.add_node("caption", _model_node("caption", caption_request, caption_update), retry_policy=retry_policy)
-    builder.add_node("tentative", _model_node("tentative", tentative_request, tentative_update), retry_policy=retry_policy)
-    builder.add_node("reason", _model_node("reason", reason_request, reason_update), retry_policy=retry_policy)
+    builder.add_node("caption", _model_node("caption", caption_request, caption_update, call_timeout_s), retry_policy=retry_policy)
+    builder.add_node("tentative", _model_node("tentative", tentative_request, tentative_update, call_timeout_s), retry_policy=retry_policy)
+    builder.add_node("reason", _model_node("reason", reason_request, reason_update, call_timeout_s), retry_policy=retry_policy)
     builder.add_edge(START, "prepare")
     builder.add_conditional_edges("prepare", route_start, ["caption", "tentative", "reason"])
     builder.add_edge("caption", "reason")
     builder.add_edge("tentative", "reason")
     builder.add_conditional_edges("reason", route_after_reason, ["caption", END])
     return builder.compile(name=name)
-
-
-def _context_from_mapping(raw: Any) -> RapidContext:
-    fields = set(RapidContext.__dataclass_fields__)
-    if not isinstance(raw, dict) or not set(raw) <= fields:
-        raise ConfigError(f"context must be a mapping with keys among {sorted(fields)}, got {raw!r:.200}")
-    return RapidContext(**raw)
 
 
 def _pick(value: Any, default: Any) -> Any:
@@ -269,8 +266,12 @@ def _model_name(model: BaseChatModel) -> str:
     return type(model).__name__
 
 
-def _model_node(node: str, request, update) -> RunnableLambda:
-    """A node that builds messages, calls one model (sync or async) and turns the reply into a state update."""
+def _model_node(node: str, request, update, timeout_s: float | None) -> RunnableLambda:
+    """A node that builds messages, calls one model (sync or async) and turns the reply into a state update.
+
+    Model failures become `BackendError`s naming the node and model (the cause is kept, and the
+    retry policy looks at it); `timeout_s` bounds each call.
+    """
 
     def finish(state: dict[str, Any], model: BaseChatModel, reply: Any, extra: dict, started: float) -> dict[str, Any]:
         if not isinstance(reply, AIMessage):
@@ -279,14 +280,44 @@ def _model_node(node: str, request, update) -> RunnableLambda:
         result["usage"] = [_usage(node, state.get("round", 0), model, reply, time.perf_counter() - started)]
         return result
 
+    def failure(model: BaseChatModel, exc: BaseException) -> BackendError:
+        if isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError)):
+            return BackendError(f"{node}: model {_model_name(model)} timed out after {timeout_s}s", transient=True)
+        return BackendError(
+            f"{node}: model {_model_name(model)} failed: {type(exc).__name__}: {exc}", transient=_transient(exc)
+        )
+
     def run(state: dict[str, Any]) -> dict[str, Any]:
         model, messages, extra = request(state)
         started = time.perf_counter()
-        return finish(state, model, model.invoke(messages), extra, started)
+        try:
+            reply = _call_with_timeout(model, messages, timeout_s)
+        except RapidError:
+            raise
+        except Exception as exc:
+            raise failure(model, exc) from exc
+        return finish(state, model, reply, extra, started)
 
     async def arun(state: dict[str, Any]) -> dict[str, Any]:
         model, messages, extra = request(state)
         started = time.perf_counter()
-        return finish(state, model, await model.ainvoke(messages), extra, started)
+        try:
+            reply = await asyncio.wait_for(model.ainvoke(messages), timeout_s)
+        except RapidError:
+            raise
+        except Exception as exc:
+            raise failure(model, exc) from exc
+        return finish(state, model, reply, extra, started)
 
     return RunnableLambda(run, afunc=arun, name=node)
+
+
+def _call_with_timeout(model: BaseChatModel, messages: list[BaseMessage], timeout_s: float | None) -> Any:
+    if timeout_s is None:
+        return model.invoke(messages)
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        context = contextvars.copy_context()  # keeps callbacks (token streaming) attached
+        return executor.submit(context.run, model.invoke, messages).result(timeout=timeout_s)
+    finally:
+        executor.shutdown(wait=False)

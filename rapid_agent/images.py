@@ -15,7 +15,6 @@ import socket
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Union
 from urllib.parse import urlparse
 
 from PIL import Image
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rapid_agent.errors import ImageInputError
 
-ImageInput = Union[str, bytes, Image.Image]
+ImageInput = str | bytes | Image.Image
 
 MIB = 1024 * 1024
 

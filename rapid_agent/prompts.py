@@ -114,7 +114,7 @@ def format_question(question: str, options: Sequence[str] | None = None) -> str:
 def join_captions(captions: Sequence[str], requests: Sequence[str]) -> str:
     """Merge the first caption with re-captions, each headed by the request that produced it."""
     parts = [captions[0]]
-    for request, caption in zip(requests, captions[1:]):
+    for request, caption in zip(requests, captions[1:], strict=False):
         parts.append(f"\n\n### Additional description ({request}): {caption}")
     return "".join(parts)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import NotRequired, TypedDict
 
 from rapid_agent.images import ImageInput
@@ -58,17 +58,16 @@ class RapidOutput(TypedDict):
     usage: list[NodeUsage]
 
 
-ModelLike = Any  # a BaseChatModel or a model spec string such as "openai:MODEL@URL"
-
-
-@dataclass(frozen=True)
-class RapidContext:
+class RapidContext(BaseModel):
     """Per-call overrides (LangGraph runtime context). `None` fields fall back to the build-time setting.
 
     `captioner` / `reasoner` accept a `BaseChatModel` or a spec string (see `rapid_agent.models.spec`).
+    Unknown fields are rejected, so a typo in a served run's `context` fails loudly.
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     captioner: BaseChatModel | str | None = None
     reasoner: BaseChatModel | str | None = None
     prompt_preset: str | PromptPreset | None = None
-    max_recaption_rounds: int | None = None
+    max_recaption_rounds: int | None = Field(None, ge=0)

@@ -70,7 +70,7 @@ class MicroBatcher(Generic[T, R]):
                 for _, _, future in batch:
                     future.set_exception(exc)
                 continue
-            for (_, _, future), result in zip(batch, results):
+            for (_, _, future), result in zip(batch, results, strict=False):
                 future.set_result(result)
 
     def _gather(self) -> list[tuple[Hashable, T, Future[R]]]:

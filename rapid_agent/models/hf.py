@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from abc import abstractmethod
 import threading
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ class _HFChatModel(BaseChatModel):
         prompt_len = inputs["input_ids"].shape[1]
         tokenizer = getattr(self._processor, "tokenizer", self._processor)
         results = []
-        for row, mask in zip(output[:, prompt_len:], inputs["attention_mask"]):
+        for row, mask in zip(output[:, prompt_len:], inputs["attention_mask"], strict=False):
             ids = _until_eos(row.tolist(), self._model.generation_config.eos_token_id, tokenizer.pad_token_id)
             results.append((tokenizer.decode(ids, skip_special_tokens=True), int(mask.sum()), len(ids)))
         return results
