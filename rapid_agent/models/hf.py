@@ -64,6 +64,7 @@ class _HFChatModel(BaseChatModel):
     def model_name(self) -> str:
         return self.model_path
 
+    @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
 
@@ -146,6 +147,7 @@ class _HFChatModel(BaseChatModel):
     def _content(self, content: Any) -> Any: ...
 
     def _encode(self, conversations: list[list[dict]]) -> Any:
+        """Left-padded input ids for a batch of conversations."""
         return self._processor.apply_chat_template(
             conversations, add_generation_prompt=True, tokenize=True, return_dict=True,
             return_tensors="pt", padding=True, padding_side="left",
@@ -180,6 +182,14 @@ class HFVisionChatModel(_HFChatModel):
             else:
                 raise BackendError(f"unsupported content part type {part.get('type')!r} for {self.model_path}")
         return parts
+
+
+    def _encode(self, conversations):
+        """Left-padded input ids and pixel values for a batch of conversations with images."""
+        return self._processor.apply_chat_template(
+            conversations, add_generation_prompt=True, tokenize=True, return_dict=True,
+            return_tensors="pt", processor_kwargs={"padding": True, "padding_side": "left"},
+        )
 
 
 class HFTextChatModel(_HFChatModel):
