@@ -140,8 +140,8 @@ def _decode(data: bytes, where: str, policy: ImagePolicy) -> Image.Image:
             image.load()
     except ImageInputError:
         raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ImageInputError(f"{where}: image is a decompression bomb (too many pixels)") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageInputError(f"{where}: image is a decompression bomb ({exc})") from None
     except Exception as exc:  # PIL raises many types for corrupt data
         raise ImageInputError(f"{where}: not a readable image ({type(exc).__name__}: {exc})") from None
     return _fit_area(image.convert("RGB"), policy)

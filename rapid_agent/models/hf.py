@@ -81,7 +81,7 @@ class _HFChatModel(BaseChatModel):
                         model = _merge_adapter(model, self.model_path)
                     processor_path = self.model_path if _has_processor(self.model_path) else (base or self.model_path)
                     self._processor = self._load_processor(processor_path)
-                except OSError as exc:
+                except (OSError, ValueError) as exc:
                     raise ConfigError(f"cannot load model {self.model_path!r}: {exc}") from None
                 self._model = model.eval()
                 self._batcher = MicroBatcher(
@@ -111,6 +111,8 @@ class _HFChatModel(BaseChatModel):
         return _chat_result(self._submit(messages, kwargs).result())
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        if self._model is None:
+            await asyncio.to_thread(self.load)  # loading reads files: keep it off the event loop
         return _chat_result(await asyncio.wrap_future(self._submit(messages, kwargs)))
 
     def _conversation(self, messages: list[BaseMessage]) -> list[dict[str, Any]]:
