@@ -60,15 +60,16 @@ class _Settings:
 
 
 def _transient(exc: BaseException) -> bool:
-    """Retry connection problems and timeouts, never our own typed errors or bad input."""
+    """Retry connection problems, time-outs, rate limits and server errors; never bad input."""
     if isinstance(exc, RapidError):
         return isinstance(exc, BackendError) and exc.transient
-    return isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ in {
-        "APIConnectionError",
-        "APITimeoutError",
-        "InternalServerError",
-        "RateLimitError",
-    }
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    status = getattr(exc, "status_code", None)  # openai / anthropic / httpx-style API errors
+    if isinstance(status, int):
+        return status in (408, 429) or status >= 500
+    name = type(exc).__name__
+    return "Connection" in name or "Timeout" in name
 
 
 DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.5, retry_on=_transient)
