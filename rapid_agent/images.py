@@ -39,17 +39,37 @@ class ImagePolicy(BaseModel):
     max_pixels: int = Field(64_000_000, gt=0, description="Largest decoded width*height (bomb guard).")
     max_images: int = Field(8, gt=0, description="Most images per request (the paper uses up to 8).")
     url_timeout_s: float = Field(10.0, gt=0)
+    formats: tuple[str, ...] = Field(
+        ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"),
+        description="PIL formats accepted (others, e.g. EPS, which runs Ghostscript, are refused).",
+    )
     resize_min_pixels: int = Field(512 * 512, gt=0, description="Upscale smaller images to this area.")
     resize_max_pixels: int = Field(2048 * 2048, gt=0, description="Downscale larger images to this area.")
 
 
 def load_images(sources: list[ImageInput], policy: ImagePolicy) -> list[Image.Image]:
     """Load and check every image of a request; raises `ImageInputError` naming the bad one."""
+    return [_load_one(src, i, policy) for i, src in enumerate(_counted(sources, policy))]
+
+
+def check_images(sources: list[ImageInput], policy: ImagePolicy) -> None:
+    """Check a request's images as `load_images` would, without keeping them (request-time validation).
+
+    URLs are checked against the policy and their host's addresses, but not fetched.
+    """
+    for i, src in enumerate(_counted(sources, policy)):
+        if isinstance(src, str) and src.strip().startswith(("http://", "https://")):
+            _check_url(src.strip(), f"image {i}", policy)
+        else:
+            _load_one(src, i, policy)
+
+
+def _counted(sources: list[ImageInput], policy: ImagePolicy) -> list[ImageInput]:
     if not isinstance(sources, (list, tuple)):
         sources = [sources]
     if len(sources) > policy.max_images:
         raise ImageInputError(f"{len(sources)} images given; the limit is max_images={policy.max_images}")
-    return [_load_one(src, i, policy) for i, src in enumerate(sources)]
+    return list(sources)
 
 
 def _load_one(src: ImageInput, index: int, policy: ImagePolicy) -> Image.Image:
@@ -92,13 +112,27 @@ def _read_path(src: str, where: str, policy: ImagePolicy) -> bytes:
         raise ImageInputError(f"{where}: cannot read {src!r}: {exc.strerror}") from None
 
 
-def _fetch_url(url: str, where: str, policy: ImagePolicy) -> bytes:
+def _check_url(url: str, where: str, policy: ImagePolicy) -> None:
     if not policy.allow_urls:
         raise ImageInputError(f"{where}: image URLs are disabled (set ImagePolicy.allow_urls to fetch them)")
-    host = urlparse(url).hostname or ""
-    _refuse_private_host(host, where)
+    _refuse_private_host(urlparse(url).hostname or "", where)
+
+
+class _PublicRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to another public http(s) address."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if not newurl.startswith(("http://", "https://")):
+            raise ImageInputError(f"redirect to {newurl!r} refused: only http(s) URLs are fetched")
+        _refuse_private_host(urlparse(newurl).hostname or "", f"redirect to {newurl!r}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _fetch_url(url: str, where: str, policy: ImagePolicy) -> bytes:
+    _check_url(url, where, policy)
+    opener = urllib.request.build_opener(_PublicRedirects)
     try:
-        with urllib.request.urlopen(url, timeout=policy.url_timeout_s) as response:  # noqa: S310
+        with opener.open(url, timeout=policy.url_timeout_s) as response:
             data = response.read(policy.max_bytes + 1)
     except OSError as exc:
         raise ImageInputError(f"{where}: cannot fetch {url!r}: {exc}") from None
@@ -114,7 +148,7 @@ def _refuse_private_host(host: str, where: str) -> None:
         raise ImageInputError(f"{where}: cannot resolve host {host!r}") from None
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+        if not ip.is_global or ip.is_multicast:  # private, loopback, link-local, shared, reserved...
             raise ImageInputError(f"{where}: host {host!r} resolves to a non-public address ({ip})")
 
 
@@ -135,13 +169,15 @@ def _decode(data: bytes, where: str, policy: ImagePolicy) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=policy.formats)
             _check_pixels(image.size, where, policy)
             image.load()
     except ImageInputError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ImageInputError(f"{where}: image is a decompression bomb ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageInputError(f"{where}: not a readable image in an accepted format ({', '.join(policy.formats)})") from None
     except Exception as exc:  # PIL raises many types for corrupt data
         raise ImageInputError(f"{where}: not a readable image ({type(exc).__name__}: {exc})") from None
     return _fit_area(image.convert("RGB"), policy)
