@@ -82,6 +82,8 @@ PRESETS: dict[str, PromptPreset] = {
     for p in (
         PromptPreset(name="paper-train", version=1, reasoner_user=TRAIN_REASONER_USER),
         PromptPreset(name="paper-eval", version=1, reasoner_user=EVAL_REASONER_USER, uses_tentative=True),
+        # the reasoner alone, without any caption: the language-prior floor in evals ("blind" mode)
+        PromptPreset(name="blind", version=1, reasoner_user=BLIND_REASONER_USER),
     )
 }
 DEFAULT_PRESET = "paper-train"
