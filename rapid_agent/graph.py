@@ -133,6 +133,8 @@ def build_rapid_graph(
         )
         if needs_images and s.captioner is None:
             raise ConfigError("no captioner: pass captions in the input or configure a captioner")
+        # given captions skip `caption`, but a re-caption round still needs the images
+        needs_images = needs_images or (s.max_recaption_rounds > 0 and s.captioner is not None)
         update: dict[str, Any] = {"round": state.get("round", 0)}
         if needs_images:
             update["image_urls"] = [to_data_url(img) for img in load_images(state.get("images") or [], policy)]
