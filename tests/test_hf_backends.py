@@ -125,3 +125,24 @@ def test_graph_runs_end_to_end_on_the_tiny_local_models(tiny_captioner_path, tin
     assert single["captions"] == results[0]["captions"]  # greedy: same input, same caption
     captioner = resolver.resolve(f"hf:{tiny_captioner_path}", "captioner")
     assert captioner.generate_calls < 4  # the batch of 3 shared generate calls
+
+
+def test_tiny_captioner_serves_tentative_and_recaption_rounds(tiny_captioner_path, circles_image):
+    from rapid_agent.testing import ScriptedChatModel
+
+    asked = ScriptedChatModel(
+        respond=lambda m: "\\boxed{3}" if "Additional description" in m[-1].text else "<recaption>the circles</recaption>"
+    )
+    captioner = HFVisionChatModel(model_path=str(tiny_captioner_path), max_new_tokens=8)
+    graph = build_rapid_graph(captioner, asked, prompt_preset="paper-eval", max_recaption_rounds=1)
+
+    sync = graph.invoke({"images": [circles_image], "question": "How many circles?"})
+    async_ = asyncio.run(graph.ainvoke({"images": [circles_image], "question": "How many circles?"}))
+
+    for result in (sync, async_):
+        assert result["answer"] == "3"
+        assert len(result["captions"]) == 2 and result["recaption_requests"] == ["the circles"]
+        assert isinstance(result["tentative_answer"], str)
+        assert [u["node"] for u in result["usage"]].count("caption") == 2
+        assert sorted(u["node"] for u in result["usage"][:2]) == ["caption", "tentative"]
+    assert sync["captions"] == async_["captions"] and sync["tentative_answer"] == async_["tentative_answer"]
