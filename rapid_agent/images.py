@@ -175,7 +175,7 @@ def _decode(data: bytes, where: str, policy: ImagePolicy) -> Image.Image:
     except ImageInputError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise ImageInputError(f"{where}: image is a decompression bomb ({exc})") from None
+        raise ImageInputError(f"{where}: image is a decompression bomb ({exc}); the limit is max_pixels={policy.max_pixels}") from None
     except Image.UnidentifiedImageError:
         raise ImageInputError(f"{where}: not a readable image in an accepted format ({', '.join(policy.formats)})") from None
     except Exception as exc:  # PIL raises many types for corrupt data
