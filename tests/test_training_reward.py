@@ -1,0 +1,142 @@
+"""The VPO reward: the RAPID graph fed policy captions, graded, concurrent, robust, logged."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import defaultdict
+
+import pytest
+
+from rapid_agent import build_rapid_graph
+from rapid_agent.graph import DEFAULT_RETRY
+from rapid_agent.testing import ScriptedChatModel, fact_reasoner
+from training.reward import GraphReward, caption_length, zero_variance_fraction
+
+FAST_RETRY = DEFAULT_RETRY._replace(initial_interval=0.01, jitter=False)  # same retry rule, short waits
+
+
+class Logs:
+    def __init__(self):
+        self.metrics: dict[str, list[float]] = defaultdict(list)
+        self.extra: dict[str, list] = {}
+
+    def metric(self, name, value):
+        self.metrics[name].append(value)
+
+    def column(self, name, values):
+        self.extra[name] = values
+
+
+def _call(reward, captions, gold, *, question="How many circles?", options=None, logs=None, row_ids=None):
+    n = len(captions)
+    logs = logs or Logs()
+    return asyncio.run(
+        reward(
+            prompts=[[{"role": "user", "content": "..."}]] * n,
+            completions=[[{"role": "assistant", "content": c}] for c in captions],
+            completion_ids=[list(range(len(c.split()))) for c in captions],
+            question=[question] * n,
+            answer=[gold] * n,
+            options=[options or []] * n,
+            answer_type=["auto"] * n,
+            row_id=row_ids or ["r0"] * n,
+            log_metric=logs.metric,
+            log_extra=logs.column,
+            trainer_state=None,
+        )
+    )
+
+
+def test_reward_is_whether_the_reasoner_reading_the_caption_answers_right():
+    reasoner = fact_reasoner({"three red circles": "3", "two red circles": "2"})
+    reward = GraphReward(build_rapid_graph(reasoner=reasoner))
+    captions = ["There are three red circles.", "I see two red circles.", "A white picture.", "THREE RED CIRCLES"]
+    logs = Logs()
+    rewards = _call(reward, captions, "3", logs=logs, row_ids=["a", "a", "b", "b"])
+    assert rewards == [1.0, 0.0, 0.0, 1.0]
+    assert len(reasoner.calls) == 4
+    prompt = reasoner.calls[0][-1].text  # the paper's training reasoner prompt around the policy's caption
+    assert prompt.startswith("### The detailed caption of the provided image: There are three red circles.")
+    assert "### Question: How many circles?" in prompt
+    assert logs.extra["reasoner_answer"] == ["3", "2", "None", "3"] and logs.extra["gold"] == ["3"] * 4
+    assert logs.metrics["vpo/reward_mean"] == [0.5] and logs.metrics["vpo/reasoner_accuracy"] == [0.5]
+    assert logs.metrics["vpo/reward_std"] == [0.5] and logs.metrics["vpo/reasoner_errors"] == [0.0]
+    assert logs.metrics["vpo/frac_zero_std_groups"] == [0.0] and logs.metrics["vpo/caption_length"] == [4.0]
+    assert logs.metrics["vpo/reasoner_latency_s"][0] >= 0
+
+
+def test_multiple_choice_is_graded_with_the_options():
+    reasoner = fact_reasoner({"a dog": "dog", "a cat": "A"})
+    reward = GraphReward(build_rapid_graph(reasoner=reasoner))
+    rewards = _call(reward, ["It shows a dog.", "It shows a cat."], "B", question="Which animal?", options=["cat", "dog"])
+    assert rewards == [1.0, 0.0]  # "dog" is option B's text; "A" is the wrong letter
+    assert "Options:\nA. cat\nB. dog" in reasoner.calls[0][-1].text
+
+
+def test_k_reasoner_samples_are_averaged():
+    answers = itertools.cycle(["\\boxed{3}", "\\boxed{4}"])
+    reasoner = ScriptedChatModel(respond=lambda messages: next(answers))
+    reward = GraphReward(build_rapid_graph(reasoner=reasoner), samples=4)
+    logs = Logs()
+    assert _call(reward, ["caption one", "caption two"], "3", logs=logs) == [0.5, 0.5]
+    assert len(reasoner.calls) == 8
+    assert logs.metrics["vpo/frac_zero_std_groups"] == [1.0]
+
+
+def test_the_batch_runs_concurrently():
+    delay, group = 0.4, 8
+    reasoner = ScriptedChatModel(respond=lambda messages: "\\boxed{3}", latency_s=delay)
+    reward = GraphReward(build_rapid_graph(reasoner=reasoner), concurrency=group)
+    started = time.perf_counter()
+    rewards = _call(reward, [f"caption {i}" for i in range(group)], "3")
+    elapsed = time.perf_counter() - started
+    assert rewards == [1.0] * group and len(reasoner.calls) == group
+    assert elapsed < 2.5 * delay, f"{group} calls of {delay}s took {elapsed:.2f}s: not concurrent"
+
+
+def test_concurrency_limit_is_respected():
+    delay = 0.3
+    reasoner = ScriptedChatModel(respond=lambda messages: "\\boxed{3}", latency_s=delay)
+    reward = GraphReward(build_rapid_graph(reasoner=reasoner), concurrency=2)
+    started = time.perf_counter()
+    _call(reward, [f"caption {i}" for i in range(4)], "3")
+    assert time.perf_counter() - started >= 2 * delay  # 4 calls, 2 at a time
+
+
+def test_transient_errors_are_retried_by_the_graph():
+    reasoner = ScriptedChatModel(respond=lambda messages: "\\boxed{3}", fail_times=2, error=ConnectionError)
+    reward = GraphReward(build_rapid_graph(reasoner=reasoner, retry_policy=FAST_RETRY))
+    logs = Logs()
+    assert _call(reward, ["a", "b"], "3", logs=logs) == [1.0, 1.0]
+    assert len(reasoner.calls) == 4 and logs.metrics["vpo/reasoner_errors"] == [0.0]
+
+
+@pytest.mark.parametrize("failed_reward", [None, 0.0])
+def test_errors_and_timeouts_after_retries_give_no_reward_and_are_counted(failed_reward, caplog):
+    broken = ScriptedChatModel(respond=lambda messages: "\\boxed{3}", fail_times=10**6, error=ConnectionError)
+    slow = ScriptedChatModel(respond=lambda messages: "\\boxed{3}", latency_s=5.0)
+    for reasoner, timeout in ((broken, None), (slow, 0.2)):
+        graph = build_rapid_graph(reasoner=reasoner, call_timeout_s=timeout, retry_policy=FAST_RETRY)
+        reward = GraphReward(graph, samples=2, failed_reward=failed_reward)
+        logs = Logs()
+        started = time.perf_counter()
+        assert _call(reward, ["a", "b"], "3", logs=logs) == [failed_reward, failed_reward]
+        assert time.perf_counter() - started < 3.0  # the time-out, not the 5 s reply, bounds each try
+        assert logs.metrics["vpo/reasoner_errors"] == [4.0] and logs.extra["reasoner_answer"][0].startswith("<error")
+        assert len(reasoner.calls) == 12  # 4 samples x 3 attempts (the graph's retry policy)
+    assert "4 of 4 reasoner calls failed" in caplog.text
+
+
+def test_partial_failures_average_over_the_answered_samples():
+    reasoner = ScriptedChatModel(respond=lambda messages: "\\boxed{3}", fail_times=3, error=ValueError)  # not retried
+    reward = GraphReward(build_rapid_graph(reasoner=reasoner), samples=4, concurrency=1)
+    logs = Logs()
+    assert _call(reward, ["a"], "3", logs=logs) == [1.0]
+    assert logs.metrics["vpo/reasoner_errors"] == [3.0]
+
+
+def test_length_term_and_zero_variance_groups():
+    assert caption_length([], completion_ids=[[1] * 4, [1] * 16], max_tokens=16) == [-0.25, -1.0]
+    assert zero_variance_fraction([1.0, 1.0, 0.0, 1.0, None, None], ["a", "a", "b", "b", "c", "c"]) == pytest.approx(2 / 3)
