@@ -1,0 +1,121 @@
+"""Start and stop LangGraph's own server (`langgraph dev`) on a loopback port, for tests, benchmarks and demos.
+
+    with LangGraphDevServer("graphs/langgraph.json", env={"RAPID_API_KEYS": "k1"}) as server:
+        client = langgraph_sdk.get_client(url=server.url, api_key="k1")
+
+`langgraph dev` moves silently to another port when the requested one is taken, so the real address
+is read from its log. It runs without the reloader, makes no outbound call (tracing, analytics and
+the version check are off) and is stopped by its process id.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from rapid_agent.errors import BackendError
+from rapid_agent.local_server import free_port, wait_until_healthy
+
+QUIET_ENV = {
+    "LANGSMITH_TRACING": "false",
+    "LANGCHAIN_TRACING_V2": "false",
+    "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+    "LANGGRAPH_NO_VERSION_CHECK": "1",
+    "HF_HUB_OFFLINE": "1",
+}
+_API_LINE = re.compile(r"API:\s*(?:\x1b\[[0-9;]*m)*(http://[\w.\-\[\]:]+)")
+
+
+def _langgraph_cli() -> str:
+    beside_python = Path(sys.executable).with_name("langgraph")
+    found = str(beside_python) if beside_python.exists() else shutil.which("langgraph")
+    if not found:
+        raise BackendError("the 'langgraph' CLI is missing; pip install 'rapid-agent[serve]'")
+    return found
+
+
+class LangGraphDevServer:
+    """`langgraph dev --config CONFIG` on a free loopback port; `env` is added to this process's environment."""
+
+    def __init__(
+        self,
+        config: str | Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        n_jobs_per_worker: int = 10,
+        startup_timeout_s: float = 90.0,
+        allow_blocking: bool = False,
+    ) -> None:
+        self.config = Path(config).resolve()
+        if not self.config.is_file():
+            raise BackendError(f"no LangGraph config at {self.config}")
+        self.env = dict(env or {})
+        self.n_jobs_per_worker = n_jobs_per_worker
+        self.startup_timeout_s = startup_timeout_s
+        self.allow_blocking = allow_blocking
+        self.url: str | None = None
+        self.process: subprocess.Popen | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix="langgraph-dev-", suffix=".log", delete=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self) -> LangGraphDevServer:
+        command = [
+            _langgraph_cli(), "dev", "--no-browser", "--no-reload", "--config", str(self.config),
+            "--host", "127.0.0.1", "--port", str(free_port()), "--n-jobs-per-worker", str(self.n_jobs_per_worker),
+        ]
+        if self.allow_blocking:
+            command.append("--allow-blocking")
+        env = os.environ | QUIET_ENV | self.env
+        self.process = subprocess.Popen(
+            command, cwd=self.config.parent, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+        )
+        deadline = time.monotonic() + self.startup_timeout_s
+        try:
+            self.url = self._announced_url(deadline)
+            wait_until_healthy(f"{self.url}/ok", max(1.0, deadline - time.monotonic()), self.process)
+        except BackendError as exc:
+            self.stop()
+            raise BackendError(f"{exc}; log: {self.log_text()[-3000:]}") from None
+        return self
+
+    def _announced_url(self, deadline: float) -> str:
+        while time.monotonic() < deadline:
+            if match := _API_LINE.search(self.log_text()):
+                return match.group(1)
+            if self.process.poll() is not None:
+                raise BackendError(f"langgraph dev exited with code {self.process.returncode} before serving")
+            time.sleep(0.1)
+        raise BackendError(f"langgraph dev announced no API address within {self.startup_timeout_s:.0f}s")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """Stop the server by its process id (SIGTERM, then SIGKILL after 20 s)."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_text(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def __enter__(self) -> LangGraphDevServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
