@@ -1,0 +1,80 @@
+"""Authentication and authorization of the served graphs (LangGraph's own `auth` hook).
+
+* Every request needs an API key from `RAPID_API_KEYS` in the `x-api-key` header
+  (`langgraph_sdk.get_client(url=..., api_key=...)` sends it); otherwise 401. Studio's
+  `x-auth-scheme: langsmith` bypass is closed by `"disable_studio_auth": true` in `langgraph.json`.
+* Default deny (403): callers may read the graphs' assistants and use their own threads and runs;
+  creating assistants, crons or store items is refused. Threads are owned by the key that made them.
+* Every new run's input and context pass `graphs.guard.check_run_request` before the run is queued;
+  a refusal is HTTP 422 whose detail names the error type, the field and the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+
+from langgraph_sdk import Auth
+
+from graphs.guard import check_run_request
+from graphs.settings import ENV_NAMES, ServeSettings
+from rapid_agent.errors import ConfigError, RapidError
+
+settings = ServeSettings.from_env()
+if not settings.api_keys:
+    raise ConfigError(f"{ENV_NAMES['api_keys']} is empty: set one or more comma-separated API keys to serve")
+_KEYS = [key.get_secret_value().encode() for key in settings.api_keys]
+
+auth = Auth()
+
+
+@auth.authenticate
+async def authenticate(headers: dict[bytes, bytes]) -> Auth.types.MinimalUserDict:
+    key = headers.get(b"x-api-key")
+    if not key:
+        raise Auth.exceptions.HTTPException(401, detail="missing API key: send it in the x-api-key header")
+    if not any(hmac.compare_digest(key, known) for known in _KEYS):
+        raise Auth.exceptions.HTTPException(401, detail="invalid API key")
+    return {"identity": "key-" + hashlib.sha256(key).hexdigest()[:16]}
+
+
+@auth.on
+async def deny_by_default(ctx: Auth.types.AuthContext, value: dict) -> bool:
+    raise Auth.exceptions.HTTPException(
+        403, detail=f"{ctx.resource}.{ctx.action} is not allowed here: this server runs the RAPID graphs only"
+    )
+
+
+@auth.on.assistants.read
+@auth.on.assistants.search
+async def read_assistants(ctx: Auth.types.AuthContext, value: dict) -> None:
+    return None
+
+
+@auth.on.threads
+async def own_threads(ctx: Auth.types.AuthContext, value: dict) -> dict[str, str]:
+    return _owned(ctx, value)
+
+
+@auth.on.threads.create_run
+async def check_run(ctx: Auth.types.AuthContext, value: Auth.types.RunsCreate) -> dict[str, str]:
+    kwargs = value.get("kwargs") or {}
+    if kwargs.get("webhook"):
+        raise Auth.exceptions.HTTPException(422, detail="webhooks are not accepted here: poll or stream the run instead")
+    try:
+        # Image checks decode (and may resolve a URL's host): keep them off the event loop.
+        await asyncio.to_thread(check_run_request, kwargs.get("input"), kwargs.get("context"), settings)
+    except RapidError as exc:
+        raise Auth.exceptions.HTTPException(422, detail=f"{type(exc).__name__}: {exc}") from None
+    return _owned(ctx, value)
+
+
+def _owned(ctx: Auth.types.AuthContext, value: dict) -> dict[str, str]:
+    """Stamp new resources with the caller as owner, and filter what it sees to what it owns."""
+    owner = {"owner": ctx.user.identity}
+    if "metadata" in value:
+        if value["metadata"] is None:
+            value["metadata"] = {}
+        value["metadata"].update(owner)  # in place: the server keeps a reference to this dict
+    return owner

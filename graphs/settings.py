@@ -1,0 +1,123 @@
+"""`ServeSettings`: everything the served graph reads from the environment, read in one place.
+
+    RAPID_CAPTIONER                    captioner spec (default "tiny": the offline test models)
+    RAPID_REASONER                     reasoner spec (default "tiny")
+    RAPID_PROMPT_PRESET                prompt preset (default "paper-train")
+    RAPID_MAX_RECAPTION_ROUNDS         re-caption rounds of the `rapid` graph (default 0)
+    RAPID_RECAPTION_GRAPH_ROUNDS       re-caption rounds of the `rapid_recaption` graph (default 2)
+    RAPID_ROUNDS_LIMIT                 most rounds a run's context may ask for (default 3)
+    RAPID_ALLOWED_SPECS                comma-separated extra model specs a run's context may name;
+                                       RAPID_CAPTIONER and RAPID_REASONER are always allowed
+    RAPID_MAX_NEW_TOKENS               decoding budget per model call (default 1024)
+    RAPID_CALL_TIMEOUT_S               bound on each model call, seconds (default 120)
+    RAPID_IMAGE_ROOT                   local image paths are accepted only under this folder (unset: none)
+    RAPID_ALLOW_IMAGE_URLS             "1" to fetch public http(s) image URLs (default off)
+    RAPID_MAX_IMAGE_BYTES              largest encoded image (default 10485760)
+    RAPID_MAX_IMAGE_PIXELS             largest decoded width*height (default 40000000)
+    RAPID_MAX_IMAGES                   most images per run (default 8)
+    RAPID_MAX_TEXT_CHARS               longest question / option / caption (default 8000)
+    RAPID_API_KEYS                     comma-separated API keys accepted by the server (required by auth)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from rapid_agent import GenerationSettings, ImagePolicy
+from rapid_agent.errors import ConfigError
+from rapid_agent.graph import MAX_QUESTION_CHARS
+
+ENV_NAMES = {
+    "captioner": "RAPID_CAPTIONER",
+    "reasoner": "RAPID_REASONER",
+    "prompt_preset": "RAPID_PROMPT_PRESET",
+    "max_recaption_rounds": "RAPID_MAX_RECAPTION_ROUNDS",
+    "recaption_graph_rounds": "RAPID_RECAPTION_GRAPH_ROUNDS",
+    "rounds_limit": "RAPID_ROUNDS_LIMIT",
+    "allowed_specs": "RAPID_ALLOWED_SPECS",
+    "max_new_tokens": "RAPID_MAX_NEW_TOKENS",
+    "call_timeout_s": "RAPID_CALL_TIMEOUT_S",
+    "image_root": "RAPID_IMAGE_ROOT",
+    "allow_image_urls": "RAPID_ALLOW_IMAGE_URLS",
+    "max_image_bytes": "RAPID_MAX_IMAGE_BYTES",
+    "max_image_pixels": "RAPID_MAX_IMAGE_PIXELS",
+    "max_images": "RAPID_MAX_IMAGES",
+    "max_text_chars": "RAPID_MAX_TEXT_CHARS",
+    "api_keys": "RAPID_API_KEYS",
+}
+_LISTS = {"allowed_specs", "api_keys"}
+
+
+class ServeSettings(BaseModel):
+    """Settings of the served RAPID graphs; build with `ServeSettings.from_env()`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    captioner: str = "tiny"
+    reasoner: str = "tiny"
+    prompt_preset: str = "paper-train"
+    max_recaption_rounds: int = Field(0, ge=0)
+    recaption_graph_rounds: int = Field(2, ge=1)
+    rounds_limit: int = Field(3, ge=0)
+    allowed_specs: tuple[str, ...] = ()
+    max_new_tokens: int = Field(1024, gt=0)
+    call_timeout_s: float = Field(120.0, gt=0)
+    image_root: Path | None = None
+    allow_image_urls: bool = False
+    max_image_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(40_000_000, gt=0)
+    max_images: int = Field(8, gt=0)
+    max_text_chars: int = Field(8000, gt=0, le=MAX_QUESTION_CHARS)
+    api_keys: tuple[SecretStr, ...] = ()
+
+    @field_validator("image_root")
+    @classmethod
+    def _existing_folder(cls, root: Path | None) -> Path | None:
+        if root is not None and not root.is_dir():
+            raise ValueError(f"{str(root)!r} is not a folder")
+        return root
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ServeSettings:
+        """Read `RAPID_*` variables; a bad value raises `ConfigError` naming the variable."""
+        values: dict[str, object] = {}
+        for field, name in ENV_NAMES.items():
+            raw = env.get(name, "").strip()
+            if not raw:
+                continue
+            if field in _LISTS:
+                values[field] = tuple(item.strip() for item in raw.split(",") if item.strip())
+            elif field == "allow_image_urls":
+                if raw not in ("0", "1"):
+                    raise ConfigError(f"{name} must be 0 or 1, got {raw!r}")
+                values[field] = raw == "1"
+            else:
+                values[field] = raw
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(f"{ENV_NAMES[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"bad serving settings: {problems}") from None
+
+    @property
+    def allowed_model_specs(self) -> frozenset[str]:
+        """Specs a run's context may name: the configured captioner and reasoner plus `allowed_specs`."""
+        return frozenset({self.captioner, self.reasoner, *self.allowed_specs})
+
+    def image_policy(self) -> ImagePolicy:
+        """Strict policy for remote callers: local paths only under `image_root`, URLs only if enabled."""
+        return ImagePolicy(
+            allowed_root=self.image_root,
+            allow_local_paths=self.image_root is not None,
+            allow_urls=self.allow_image_urls,
+            max_bytes=self.max_image_bytes,
+            max_pixels=self.max_image_pixels,
+            max_images=self.max_images,
+        )
+
+    def generation(self) -> GenerationSettings:
+        return GenerationSettings(max_new_tokens=self.max_new_tokens, timeout_s=self.call_timeout_s)
