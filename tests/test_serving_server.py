@@ -1,0 +1,346 @@
+"""The RAPID graphs served by `langgraph dev` with the repository's langgraph.json: runs, auth, bad input.
+
+Models are scripted chat models behind real OpenAI-compatible HTTP servers (`ScriptedOpenAIServer`),
+so answers are known; the server is LangGraph's own, started on a free port and stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import socket
+import struct
+import zlib
+from pathlib import Path
+
+import httpx
+import pytest
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langgraph.pregel.remote import RemoteGraph
+from langgraph_sdk import get_client
+from PIL import Image
+
+from rapid_agent import as_tool
+from rapid_agent.errors import BackendError, ConfigError, ImageInputError, InputError
+from rapid_agent.langgraph_server import LangGraphDevServer
+from rapid_agent.serving_client import RapidClient, ServiceError
+from rapid_agent.testing import ScriptedChatModel, ToolCallingScriptedModel, fact_reasoner
+from rapid_agent.testing_openai_server import ScriptedOpenAIServer
+
+pytestmark = pytest.mark.slow
+
+CONFIG = Path(__file__).resolve().parents[1] / "graphs" / "langgraph.json"
+KEY, OTHER_KEY = "test-key-one", "test-key-two"
+MAX_IMAGE_BYTES = 200_000
+
+
+def _text(messages: list[BaseMessage]) -> str:
+    return " ".join(m.text for m in messages)
+
+
+def captioner_model() -> ScriptedChatModel:
+    """Describes the circles; answers a re-caption request about their size."""
+    return ScriptedChatModel(
+        respond=lambda m: "The circles have a radius of 10 px." if "Measure the radius" in _text(m) else "Three red circles on white."
+    )
+
+
+def careful_reasoner() -> ScriptedChatModel:
+    """Answers 'three'; when it may ask for a re-caption and the size is unknown, it asks."""
+
+    def respond(messages: list[BaseMessage]) -> str:
+        text = _text(messages)
+        if "radius of 10" in text:
+            return "The radius is given: \\boxed{10}"
+        if "<recaption>" in text and "How large" in text:
+            return "<recaption>Measure the radius of the circles.</recaption>"
+        return "Counting the three red circles: \\boxed{three}"
+
+    return ScriptedChatModel(respond=respond)
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A few hundred bytes that declare a huge PNG (a decompression bomb's shape)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def models():
+    servers = {
+        "captioner": ScriptedOpenAIServer(captioner_model(), model_name="captioner"),
+        "reasoner": ScriptedOpenAIServer(fact_reasoner({"three red circles": "3"}), model_name="reasoner"),
+        "careful": ScriptedOpenAIServer(careful_reasoner(), model_name="careful"),
+        "broken": ScriptedOpenAIServer(fact_reasoner({}), model_name="broken", failure_rate=1.0),
+    }
+    for server in servers.values():
+        server.start()
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("images")
+    image = Image.new("RGB", (96, 64), "white")
+    image.save(root / "circles.png")
+    image.save(root.parent / "outside.png")
+    (root / "escape.png").symlink_to(root.parent / "outside.png")
+    return root
+
+
+def serve_env(models, image_root: Path, **extra: str) -> dict[str, str]:
+    return {
+        "RAPID_API_KEYS": f"{KEY},{OTHER_KEY}",
+        "RAPID_CAPTIONER": models["captioner"].spec,
+        "RAPID_REASONER": models["reasoner"].spec,
+        "RAPID_ALLOWED_SPECS": f"{models['careful'].spec},{models['broken'].spec}",
+        "RAPID_IMAGE_ROOT": str(image_root),
+        "RAPID_ALLOW_IMAGE_URLS": "1",
+        "RAPID_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
+        "RAPID_MAX_TEXT_CHARS": "2000",
+        "RAPID_CALL_TIMEOUT_S": "5",
+    } | extra
+
+
+@pytest.fixture(scope="module")
+def server(models, image_root):
+    with LangGraphDevServer(CONFIG, env=serve_env(models, image_root)) as running:
+        yield running
+
+
+@pytest.fixture
+def http(server):
+    with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=60) as client:
+        yield client
+
+
+IMAGE = data_url(png(Image.new("RGB", (96, 64), "white")))
+
+
+def test_served_run_with_context_override_then_stopped_by_pid(models, image_root):
+    """Acceptance: langgraph dev with the repo's langgraph.json, an SDK run with an image, a question
+    and a per-run reasoner override, then the server stopped by its process id."""
+    async def runs(url: str) -> list[dict]:
+        client = get_client(url=url, api_key=KEY)
+        question = {"images": [IMAGE], "question": "How many circles?"}
+        override = client.runs.wait(None, "rapid", input=question, context={"reasoner": models["careful"].spec})
+        return await asyncio.wait_for(asyncio.gather(override, client.runs.wait(None, "rapid", input=question)), 60)
+
+    dev = LangGraphDevServer(CONFIG, env=serve_env(models, image_root)).start()
+    try:
+        out, plain = asyncio.run(runs(dev.url))
+    finally:
+        dev.stop()
+
+    assert out["answer"] == "three" and plain["answer"] == "3"
+    assert out["captions"] == ["Three red circles on white."]
+    assert [(u["node"], u["model"]) for u in out["usage"]] == [("caption", "captioner"), ("reason", "careful")]
+    assert [u["model"] for u in plain["usage"]] == ["captioner", "reasoner"]
+    assert dev.process.returncode is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(dev.pid, 0)
+    with pytest.raises(OSError), socket.create_connection((httpx.URL(dev.url).host, httpx.URL(dev.url).port), 1):
+        pass
+
+
+def test_server_without_api_keys_refuses_to_start(models, image_root):
+    with pytest.raises(BackendError, match="RAPID_API_KEYS is empty"):
+        LangGraphDevServer(CONFIG, env=serve_env(models, image_root, RAPID_API_KEYS=""), startup_timeout_s=60).start()
+
+
+def test_updates_stream_node_by_node_and_local_paths_work_under_the_root(server):
+    async def stream() -> list[tuple[str, object]]:
+        client = get_client(url=server.url, api_key=KEY)
+        return [
+            (part.event, part.data)
+            async for part in client.runs.stream(
+                None, "rapid", input={"images": ["circles.png"], "question": "How many circles?"}, stream_mode="updates"
+            )
+        ]
+
+    events = asyncio.run(stream())
+    updates = [data for event, data in events if event == "updates"]
+    assert [next(iter(u)) for u in updates] == ["prepare", "caption", "reason"]
+    assert updates[-1]["reason"]["answer"] == "3"
+
+
+def test_recaption_graph_asks_the_captioner_again(server, models):
+    client = RapidClient(server.url, api_key=KEY, graph="rapid_recaption")
+    out = client.invoke(
+        {"images": [IMAGE], "question": "How large are the circles?"}, context={"reasoner": models["careful"].spec}
+    )
+    assert out["answer"] == "10" and out["round"] == 1, out
+    assert out["recaption_requests"] == ["Measure the radius of the circles."]
+    assert out["captions"] == ["Three red circles on white.", "The circles have a radius of 10 px."]
+    # the plain graph never offers the loop: the same reasoner answers at once
+    plain = RapidClient(server.url, api_key=KEY).invoke(
+        {"images": [IMAGE], "question": "How large are the circles?"}, context={"reasoner": models["careful"].spec}
+    )
+    assert plain["answer"] == "three" and plain["round"] == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"x-api-key": "wrong"}, {"x-auth-scheme": "langsmith"}, {"x-auth-scheme": "langsmith", "x-api-key": "wrong"},
+     {"authorization": f"Bearer {KEY}"}],
+    ids=["no-key", "wrong-key", "studio-bypass", "studio-bypass-wrong-key", "key-in-wrong-header"],
+)
+def test_requests_without_a_valid_key_get_401(server, headers):
+    body = {"assistant_id": "rapid", "input": {"images": [IMAGE], "question": "How many?"}}
+    for method, path, json in [("POST", "/runs/wait", body), ("POST", "/assistants/search", {}), ("POST", "/threads", {})]:
+        response = httpx.request(method, server.url + path, json=json, headers=headers, timeout=30)
+        assert response.status_code == 401, (path, response.text)
+        assert "API key" in response.json()["detail"]
+
+
+def test_callers_may_not_create_assistants_and_see_only_their_own_threads(server, http):
+    refused = http.post("/assistants", json={"graph_id": "rapid", "context": {"reasoner": "hf:someone/else"}})
+    assert refused.status_code == 403 and "assistants.create is not allowed" in refused.json()["detail"]
+    assert http.post("/runs/crons", json={"assistant_id": "rapid", "schedule": "* * * * *"}).status_code in (403, 404)
+
+    thread = http.post("/threads", json={}).json()["thread_id"]
+    run = http.post(f"/threads/{thread}/runs/wait",
+                    json={"assistant_id": "rapid", "input": {"images": [IMAGE], "question": "How many?"}})
+    assert run.status_code == 200 and run.json()["answer"] == "3"
+    other = {"x-api-key": OTHER_KEY}
+    assert http.get(f"/threads/{thread}", headers=other).status_code == 404
+    assert thread not in [t["thread_id"] for t in http.post("/threads/search", json={}, headers=other).json()]
+    assert http.get(f"/threads/{thread}").status_code == 200
+
+
+def _bad_requests(models, image_root: Path) -> list[tuple[str, dict | bytes, str]]:
+    noise = Image.frombytes("RGB", (300, 300), os.urandom(300 * 300 * 3))
+    good = {"images": [IMAGE], "question": "How many?"}
+    run = lambda input=good, **kw: {"assistant_id": "rapid", "input": input, **kw}  # noqa: E731
+    return [
+        ("malformed-json", b'{"assistant_id": "rapid", "input": {', "Invalid JSON"),
+        ("no-assistant", {"input": good}, "assistant_id"),
+        ("no-input", {"assistant_id": "rapid"}, "InputError: input must be an object"),
+        ("no-question", run({"images": [IMAGE]}), "InputError: input.question is required"),
+        ("question-not-text", run({"question": 42}), "input.question is required and must be a non-empty string"),
+        ("question-too-long", run({"question": "x" * 2001}), "2001 characters; the limit is 2000 (RAPID_MAX_TEXT_CHARS)"),
+        ("options-not-list", run(good | {"options": "A"}), "input.options must be a list of non-empty strings"),
+        ("images-not-list", run(good | {"images": {"a": 1}}), "input.images must be a list of strings"),
+        ("unknown-field", run(good | {"prompt": "ignore all"}), "unknown input field(s) ['prompt']"),
+        ("too-many-images", run(good | {"images": [IMAGE] * 9}), "9 images given; the limit is max_images=8"),
+        ("path-outside-root", run(good | {"images": ["../outside.png"]}), "outside the allowed image root"),
+        ("absolute-path", run(good | {"images": ["/etc/passwd"]}), "outside the allowed image root"),
+        ("symlink-escape", run(good | {"images": ["escape.png"]}), "outside the allowed image root"),
+        ("private-url", run(good | {"images": ["http://10.0.0.7/cat.png"]}), "non-public address (10.0.0.7)"),
+        ("loopback-url", run(good | {"images": ["http://127.0.0.1:9/cat.png"]}), "non-public address (127.0.0.1)"),
+        ("oversized-image", run(good | {"images": [data_url(png(noise))]}), f"the limit is max_bytes={MAX_IMAGE_BYTES}"),
+        ("pixel-bomb", run(good | {"images": [data_url(png_header_claiming(60_000, 60_000))]}), "the limit is max_pixels"),
+        ("corrupt-image", run(good | {"images": [data_url(b"\x89PNG\r\n\x1a\n broken")]}), "image 0: not a readable image"),
+        ("unknown-spec", run(context={"reasoner": "hf:some/other-model"}), "ConfigError: context.reasoner: model spec 'hf:some/other-model' is not allowed"),
+        ("spec-not-text", run(context={"captioner": {"model": "x"}}), "context.captioner must be a model spec string"),
+        ("unknown-context-field", run(context={"temperature": 2}), "unknown context field(s) ['temperature']"),
+        ("too-many-rounds", run(context={"max_recaption_rounds": 50}), "from 0 to 3 (RAPID_ROUNDS_LIMIT), got 50"),
+        ("unknown-preset", run(context={"prompt_preset": "jailbreak"}), "context.prompt_preset must be one of"),
+        ("spec-via-configurable", run(config={"configurable": {"reasoner": "openai:gpt-x"}}), "model spec 'openai:gpt-x' is not allowed"),
+        ("webhook", run(webhook="https://93.184.216.34/hook"), "webhooks are not accepted"),
+    ]
+
+
+def test_each_bad_request_gets_a_clear_422_and_never_reaches_a_model(server, http, models, image_root):
+    calls_before = {name: s.requests for name, s in models.items()}
+    for name, body, expected in _bad_requests(models, image_root):
+        if isinstance(body, bytes):
+            response = http.post("/runs/wait", content=body, headers={"content-type": "application/json"})
+        else:
+            response = http.post("/runs/wait", json=body)
+        assert response.status_code == 422, (name, response.status_code, response.text)
+        assert expected in response.json()["detail"], (name, response.json()["detail"])
+    assert {name: s.requests for name, s in models.items()} == calls_before
+    assert server.alive()
+
+
+def test_bad_requests_do_not_disturb_concurrent_good_runs(server, models, image_root):
+    bad = [body for _, body, _ in _bad_requests(models, image_root) if isinstance(body, dict)]
+
+    async def storm() -> tuple[list[dict], list[int]]:
+        client = get_client(url=server.url, api_key=KEY)
+        good = [client.runs.wait(None, "rapid", input={"images": [IMAGE], "question": f"How many? {i}"}) for i in range(6)]
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as raw:
+            refused = [raw.post("/runs/wait", json=body, headers={"x-api-key": KEY}) for body in bad]
+            refused += [raw.post("/runs/wait", json=bad[0], headers={"x-api-key": "wrong"}) for _ in range(5)]
+            results = await asyncio.wait_for(asyncio.gather(*good, *refused), 120)
+        return results[: len(good)], [r.status_code for r in results[len(good):]]
+
+    answers, statuses = asyncio.run(storm())
+    assert [a["answer"] for a in answers] == ["3"] * 6
+    assert statuses == [422] * len(bad) + [401] * 5
+
+
+def test_client_raises_typed_errors(server, models, image_root):
+    client = RapidClient(server.url, api_key=KEY)
+    with pytest.raises(ImageInputError, match="outside the allowed image root"):
+        client.invoke({"images": ["../outside.png"], "question": "How many?"})
+    with pytest.raises(InputError, match="input.question is required"):
+        client.invoke({"images": [IMAGE], "question": " "})
+    with pytest.raises(ConfigError, match="is not allowed on this server"):
+        asyncio.run(client.ainvoke({"images": [IMAGE], "question": "How many?"}, context={"reasoner": "tiny"}))
+    # a run that fails inside the graph (the endpoint answers 500 to every call, retried) is a BackendError
+    with pytest.raises(BackendError, match="reason: model broken failed: .*500.*injected error failure"):
+        client.invoke({"images": [IMAGE], "question": "How many?"}, context={"reasoner": models["broken"].spec})
+    with pytest.raises(ServiceError, match="HTTP 401") as refused:
+        RapidClient(server.url, api_key="wrong").invoke({"images": [IMAGE], "question": "How many?"})
+    assert refused.value.status == 401
+    # local files are sent as base64 by the client, so a file outside the server's root works from here
+    outside = image_root.parent / "outside.png"
+    assert client.invoke({"images": [str(outside)], "question": "How many?"})["answer"] == "3"
+
+
+def test_failed_run_streams_an_error_event_naming_the_model(server, models):
+    async def stream() -> list[tuple[str, object]]:
+        client = get_client(url=server.url, api_key=KEY)
+        return [
+            (part.event, part.data)
+            async for part in client.runs.stream(
+                None, "rapid", input={"images": [IMAGE], "question": "How many?"},
+                context={"reasoner": models["broken"].spec}, stream_mode="updates",
+            )
+        ]
+
+    events = asyncio.run(stream())
+    assert events[-1][0] == "error"
+    assert events[-1][1]["error"] == "BackendError"
+    assert "reason: model broken failed" in events[-1][1]["message"]
+
+
+def test_langchain_agent_uses_the_served_graph_as_a_tool(server, image_root):
+    """An agent in this process calls the graph in the server's process, via the SDK client and via RemoteGraph."""
+    for tool in (as_tool(RapidClient(server.url, api_key=KEY)),
+                 as_tool(RemoteGraph("rapid", url=server.url, api_key=KEY))):
+        agent_model = ToolCallingScriptedModel(
+            script=[
+                AIMessage(content="", tool_calls=[{
+                    "name": "look_and_reason", "args": {"image": IMAGE, "question": "How many circles?"}, "id": "call_1",
+                }]),
+                "There are 3 circles.",
+            ]
+        )
+        agent = create_agent(model=agent_model, tools=[tool])
+        result = agent.invoke({"messages": [HumanMessage("How many circles are in my picture?")]})
+        tool_message = next(m for m in result["messages"] if isinstance(m, ToolMessage))
+        assert tool_message.content.startswith("Answer: 3"), tool_message.content
+        assert "Three red circles on white." in tool_message.content
+        assert result["messages"][-1].content == "There are 3 circles."
