@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import io
 import socket
@@ -10,8 +11,13 @@ import threading
 import pytest
 from PIL import Image
 
-from rapid_agent.errors import ImageInputError
+from graphs.guard import AllowlistResolver, check_run_request
+from graphs.rapid import graph_from_env
+from graphs.settings import ServeSettings
+from rapid_agent.errors import ConfigError, ImageInputError, InputError
 from rapid_agent.images import ImagePolicy, check_images, load_images
+from rapid_agent.testing import echo_captioner, fact_reasoner
+from rapid_agent.testing_openai_server import ScriptedOpenAIServer
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (32, 32)) -> bytes:
@@ -89,3 +95,78 @@ def test_redirects_to_private_addresses_are_refused(redirecting_server, monkeypa
     url = f"http://127.0.0.1:{redirecting_server.server_port}/go"
     with pytest.raises(ImageInputError, match=r"redirect to 'http://127\.0\.0\.1:\d+/secret'.*non-public address"):
         load_images([url], ImagePolicy(allow_urls=True))
+
+
+# --- serving settings, run-request checks and the model allowlist (graphs/) ---
+
+
+def test_settings_come_from_the_environment_and_bad_values_name_the_variable(tmp_path):
+    settings = ServeSettings.from_env({
+        "RAPID_REASONER": "openai:r@http://h:1/v1", "RAPID_ALLOWED_SPECS": " tiny , hf:a/b ,",
+        "RAPID_IMAGE_ROOT": str(tmp_path), "RAPID_MAX_IMAGES": "2", "RAPID_API_KEYS": "k1,k2",
+    })
+    assert settings.allowed_model_specs == {"tiny", "openai:r@http://h:1/v1", "hf:a/b"}
+    policy = settings.image_policy()
+    assert (policy.allowed_root, policy.allow_local_paths, policy.allow_urls, policy.max_images) == (tmp_path, True, False, 2)
+    assert "k1" not in repr(settings) and [k.get_secret_value() for k in settings.api_keys] == ["k1", "k2"]
+    assert ServeSettings.from_env({}).image_policy().allow_local_paths is False  # no root: no local paths at all
+    for env, message in [
+        ({"RAPID_MAX_IMAGES": "many"}, "RAPID_MAX_IMAGES: Input should be a valid integer"),
+        ({"RAPID_MAX_TEXT_CHARS": "999999"}, "RAPID_MAX_TEXT_CHARS: Input should be less than or equal to 20000"),
+        ({"RAPID_IMAGE_ROOT": str(tmp_path / "missing")}, "RAPID_IMAGE_ROOT: Value error, .* is not a folder"),
+        ({"RAPID_ALLOW_IMAGE_URLS": "yes"}, "RAPID_ALLOW_IMAGE_URLS must be 0 or 1"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            ServeSettings.from_env(env)
+
+
+SETTINGS = ServeSettings(captioner="tiny", reasoner="openai:r@http://h:1/v1", allowed_specs=("hf:ok/model",), rounds_limit=2)
+GOOD = {"images": ["data:image/png;base64," + base64.b64encode(image_bytes("PNG")).decode()],
+        "question": "How many?"}
+
+
+@pytest.mark.parametrize(
+    ("input_", "context", "error", "message"),
+    [
+        (None, None, InputError, "input must be an object .* got null"),
+        ([1], None, InputError, "got list"),
+        ({"images": []}, None, InputError, "input.question is required"),
+        (GOOD | {"options": ["A", ""]}, None, InputError, "input.options must be a list of non-empty strings"),
+        (GOOD | {"options": [str(i) for i in range(27)]}, None, InputError, "27 options; the limit is 26"),
+        (GOOD | {"captions": ["x" * 8001]}, None, InputError, r"input.captions\[0\] has 8001 characters; the limit is 8000"),
+        (GOOD | {"tentative_answer": 3}, None, InputError, "input.tentative_answer must be a string"),
+        (GOOD | {"images": [b"raw"]}, None, InputError, "input.images must be a list of strings"),
+        (GOOD, "tiny", ConfigError, "context must be an object"),
+        (GOOD, {"reasoner": "tiny "}, None, None),  # allowed (spaces trimmed, as the resolver does)
+        (GOOD, {"captioner": "hf:ok/model", "max_recaption_rounds": 2, "prompt_preset": "paper-eval"}, None, None),
+        (GOOD, {"reasoner": "hf:evil/model"}, ConfigError, "context.reasoner: model spec 'hf:evil/model' is not allowed"),
+        (GOOD, {"max_recaption_rounds": 3}, ConfigError, "from 0 to 2 .* got 3"),
+        (GOOD, {"max_recaption_rounds": True}, ConfigError, "must be an integer"),
+        (GOOD, {"max_recaption_rounds": -1}, ConfigError, "got -1"),
+    ],
+)
+def test_run_requests_are_checked_before_queueing(input_, context, error, message):
+    if error is None:
+        check_run_request(input_, context, SETTINGS)
+    else:
+        with pytest.raises(error, match=message):
+            check_run_request(input_, context, SETTINGS)
+
+
+def test_the_served_graph_enforces_the_allowlist_itself(tmp_path):
+    """Whatever path a context takes to the graph, a spec outside the allowlist never builds a model."""
+    with ScriptedOpenAIServer(echo_captioner("three red circles"), model_name="c") as captioner, \
+            ScriptedOpenAIServer(fact_reasoner({"three red circles": "3"}), model_name="r") as reasoner:
+        env = {"RAPID_CAPTIONER": captioner.spec, "RAPID_REASONER": reasoner.spec, "RAPID_IMAGE_ROOT": str(tmp_path)}
+        Image.new("RGB", (40, 40)).save(tmp_path / "a.png")
+        graph = graph_from_env(env)
+        assert graph.invoke({"images": ["a.png"], "question": "How many?"})["answer"] == "3"
+        requests = captioner.requests + reasoner.requests
+        with pytest.raises(ConfigError, match="reasoner: model spec 'openai:gpt-4o' is not allowed on this server"):
+            graph.invoke({"images": ["a.png"], "question": "How many?"}, context={"reasoner": "openai:gpt-4o"})
+        with pytest.raises(ImageInputError, match="outside the allowed image root"):
+            graph.invoke({"images": ["/etc/hostname"], "question": "How many?"})
+        assert captioner.requests + reasoner.requests == requests  # refused before any model call
+    resolver = AllowlistResolver(ServeSettings(captioner="tiny", reasoner="tiny"))
+    with pytest.raises(ConfigError, match="captioner: model spec 'hf:x/y' is not allowed"):
+        resolver.resolve("hf:x/y", "captioner")
