@@ -1,0 +1,55 @@
+"""`Sample`: one benchmark item in the form every loader produces and the harness consumes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rapid_agent.answers import AnswerType
+
+ImageSource = bytes | str | Image.Image
+"""Encoded image bytes, a local file path, or a decoded image (what `rapid_agent.load_images` accepts)."""
+
+
+class Sample(BaseModel):
+    """A question with its image(s), options and gold answer, plus how to grade it.
+
+    `options` holds option texts when the dataset lists them (lettered A.. by position); benchmarks
+    that embed options in the question text leave it None and store a letter as `answer`.
+    `alt_answers` are further accepted golds (MMMU's list answers). `metadata` carries what the
+    benchmark's aggregate metrics group by (subject, problem version, composite id, seed, ...).
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    id: str = Field(min_length=1)
+    benchmark: str
+    images: tuple[ImageSource, ...] = ()
+    question: str = Field(min_length=1)
+    options: tuple[str, ...] | None = None
+    answer: str = Field(min_length=1)
+    alt_answers: tuple[str, ...] = ()
+    answer_type: AnswerType = "auto"
+    precision: int | None = None
+    tolerance: float = 1e-6
+    unit: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("question", "answer")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    def grading(self) -> dict[str, Any]:
+        """Keyword arguments for `rapid_agent.answers.grade` (everything but prediction and gold)."""
+        return {
+            "options": list(self.options) if self.options else None,
+            "answer_type": self.answer_type,
+            "precision": self.precision,
+            "tolerance": self.tolerance,
+            "unit": self.unit,
+        }
