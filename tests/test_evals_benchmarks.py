@@ -134,7 +134,7 @@ def test_bundled_benchmark_is_generated_offline_and_deterministic():
     first, second = get_benchmark("bundled").load(), get_benchmark("bundled").load()
     assert len(first) == 36 and [s.id for s in first] == [s.id for s in second]
     assert {s.metadata["category"] for s in first} == {"bars", "count", "geometry", "table"}
-    assert all(a.images == b.images for a, b in zip(first, second))
+    assert all(a.images == b.images for a, b in zip(first, second, strict=True))
     assert all(decoded(s.images[0]).size == (320, 240) for s in first)
     triangle = by_id(first)["geometry-1a"]  # hypotenuse of a right triangle with its legs labelled
     assert triangle.answer in {"5", "10", "13", "17", "15"} and triangle.answer_type == "integer"

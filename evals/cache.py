@@ -1,0 +1,167 @@
+"""The perception cache: captions and tentative answers in SQLite, computed once per input.
+
+An entry's key hashes everything that decides the captioner's output: which output (caption or
+tentative answer), the captioner's identity (for local checkpoints and adapters a fingerprint of
+the files, so a retrained adapter at the same path misses), the exact prompt texts of that output
+(with the preset's key), the images' content, the question with its options, and the decoding
+settings. Several processes may share one cache file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from PIL import Image
+from pydantic import BaseModel
+
+from evals.sample import ImageSource
+from rapid_agent.errors import ConfigError
+from rapid_agent.models.hf import adapter_base
+from rapid_agent.models.spec import GenerationSettings, parse_spec
+from rapid_agent.prompts import PromptPreset, format_question
+
+Kind = Literal["caption", "tentative"]
+_SMALL_FILE = 1 << 20
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS perception (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, captioner TEXT NOT NULL, preset TEXT NOT NULL,
+    text TEXT NOT NULL, usage TEXT NOT NULL, created REAL NOT NULL
+)"""
+
+
+class Entry(BaseModel):
+    """A cached captioner output and the usage record of the call that produced it."""
+
+    text: str
+    usage: dict[str, Any]
+
+
+class PerceptionCache:
+    """SQLite store of captioner outputs; `hits`/`misses` count this instance's lookups."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"cannot open the caption cache {str(self.path)!r}: {exc}") from None
+        self.hits = self.misses = 0
+
+    def get(self, key: str) -> Entry | None:
+        row = self._db.execute("SELECT text, usage FROM perception WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return Entry(text=row[0], usage=json.loads(row[1]))
+
+    def put(self, key: str, kind: Kind, captioner: str, preset: str, entry: Entry) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO perception VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, kind, captioner, preset, entry.text, json.dumps(entry.usage), time.time()),
+        )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM perception").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def perception_key(
+    kind: Kind,
+    captioner: str,
+    preset: PromptPreset,
+    image_hashes: list[str],
+    question: str,
+    options: list[str] | None,
+    generation: GenerationSettings,
+    seed: int,
+) -> str:
+    """The cache key of one captioner output (see the module docstring)."""
+    prompts = (
+        [preset.caption_system, preset.caption_user] if kind == "caption" else [preset.tentative_system]
+    )
+    decoding = {"temperature": generation.temperature, "top_p": generation.top_p, "max_new_tokens": generation.max_new_tokens}
+    if generation.temperature > 0:
+        decoding["seed"] = seed  # sampled captions differ per seed
+    payload = {
+        "kind": kind,
+        "captioner": captioner,
+        "preset": preset.key,
+        "prompts": prompts,
+        "images": image_hashes,
+        "question": format_question(question, options),
+        "decoding": decoding,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def image_hash(source: ImageSource) -> str:
+    """SHA-256 of an image's content (file bytes, encoded bytes, or decoded pixels)."""
+    digest = hashlib.sha256()
+    if isinstance(source, Image.Image):
+        digest.update(f"{source.mode}{source.size}".encode())
+        digest.update(source.tobytes())
+    elif isinstance(source, (bytes, bytearray)):
+        digest.update(source)
+    else:
+        digest.update(Path(source).read_bytes())
+    return digest.hexdigest()
+
+
+def model_identity(spec: str) -> str:
+    """What identifies a captioner's weights: for local folders (full checkpoints or PEFT adapters,
+    with their base) a fingerprint of the files; for Hub ids the cached snapshot's commit when known;
+    for served models the model name (not the URL: the same model may move between ports)."""
+    provider, name, _ = parse_spec(spec)
+    if provider == "tiny":
+        from rapid_agent.testing import ensure_tiny_models
+
+        return f"tiny:{_fingerprint(ensure_tiny_models()[0])}"
+    if provider == "hf":
+        path = Path(name).expanduser()
+        if path.is_dir():
+            base = adapter_base(path)
+            base_id = f"+base={model_identity('hf:' + base)}" if base else ""
+            return f"hf:{_fingerprint(path)}{base_id}"
+        return f"hf:{name}@{_hub_revision(name)}"
+    if provider == "openai":
+        path = Path(name).expanduser()
+        return f"openai:{_fingerprint(path) if path.is_dir() else name}"
+    return spec.strip()
+
+
+def _fingerprint(folder: Path) -> str:
+    """Hash of a model folder: small files whole, large (weight) files by size, head and tail."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(folder)}:{size}".encode())
+        with file.open("rb") as handle:
+            if size <= _SMALL_FILE:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(_SMALL_FILE))
+                handle.seek(-_SMALL_FILE, io.SEEK_END)
+                digest.update(handle.read())
+    return digest.hexdigest()[:16]
+
+
+def _hub_revision(repo_id: str) -> str:
+    """The commit of the locally cached snapshot of a Hub model, or 'unknown' when none is cached."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True)).name
+    except Exception:  # not cached, or not a Hub id
+        return "unknown"

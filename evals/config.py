@@ -1,0 +1,135 @@
+"""`EvalConfig`: everything that decides an eval's results (and so names its output folder).
+
+How a run executes (concurrency, retries, cache file, printing) lives in `runner.RunOptions`
+instead, so a resumed run may change those freely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from evals.benchmarks import get_benchmark
+from evals.store import Mode
+from rapid_agent.errors import ConfigError
+from rapid_agent.models.spec import GenerationSettings
+from rapid_agent.prompts import get_preset
+
+MODES: tuple[Mode, ...] = ("decoupled", "direct", "blind")
+_REF = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)(?::(?P<split>[A-Za-z0-9_.-]+))?(?:=(?P<path>.+))?$")
+
+
+class BenchmarkRef(BaseModel):
+    """A benchmark, its split (None: the default) and an optional local copy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    split: str
+    path: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> BenchmarkRef:
+        """`NAME[:SPLIT][=PATH]`, e.g. `mathvista`, `mathverse:vision_only`, `mmmu=/data/MMMU`."""
+        match = _REF.match(text.strip())
+        if match is None:
+            raise ConfigError(f"bad --benchmark {text!r}: expected NAME[:SPLIT][=PATH], e.g. mmmu:validation=/data/mmmu")
+        bench = get_benchmark(match["name"])
+        split, _ = bench.split(match["split"])
+        path = match["path"]
+        if path is not None and not Path(path).expanduser().exists():
+            raise ConfigError(f"--benchmark {text!r}: local path {path!r} does not exist")
+        return cls(name=bench.name, split=split, path=str(Path(path).expanduser().resolve()) if path else None)
+
+    @property
+    def label(self) -> str:
+        """The benchmark's name, with the split when it is not the default one."""
+        return self.name if self.split == get_benchmark(self.name).default_split else f"{self.name}:{self.split}"
+
+
+class RunSpec(BaseModel):
+    """One row of the report: a mode and the model that answers (the reasoner, or the MLLM in direct mode)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    mode: Mode
+    reasoner: str | None
+
+
+class EvalConfig(BaseModel):
+    """What is evaluated: models, benchmarks, modes, prompts and decoding."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    captioner: str = "tiny"
+    reasoners: tuple[str, ...] = ("tiny",)
+    benchmarks: tuple[BenchmarkRef, ...] = Field(default_factory=lambda: (BenchmarkRef.parse("bundled"),))
+    modes: tuple[Mode, ...] = ("decoupled",)
+    prompt_preset: str = "paper-eval"
+    max_recaption_rounds: int = Field(0, ge=0)
+    limit: int | None = Field(None, gt=0)
+    seed: int = 0
+    captioner_generation: GenerationSettings = GenerationSettings()
+    reasoner_generation: GenerationSettings = GenerationSettings()
+    judge: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EvalConfig:
+        get_preset(self.prompt_preset)
+        if not self.benchmarks:
+            raise ConfigError("no benchmark given")
+        if not self.modes or len(set(self.modes)) != len(self.modes):
+            raise ConfigError(f"modes must be distinct, one or more of {list(MODES)}; got {list(self.modes)}")
+        if set(self.modes) & {"decoupled", "blind"} and not self.reasoners:
+            raise ConfigError("decoupled and blind modes need at least one --reasoner")
+        if len(set(self.reasoners)) != len(self.reasoners):
+            raise ConfigError(f"a reasoner is listed twice: {list(self.reasoners)}")
+        if len({b.label for b in self.benchmarks}) != len(self.benchmarks):
+            raise ConfigError(f"a benchmark is listed twice: {[b.label for b in self.benchmarks]}")
+        return self
+
+    def runs(self) -> list[RunSpec]:
+        """The report's rows: decoupled and blind per reasoner, direct once (the captioner alone)."""
+        names = display_names([self.captioner, *self.reasoners])
+        runs = []
+        for mode in self.modes:
+            if mode == "direct":
+                runs.append(RunSpec(label=f"{names[self.captioner]} [direct]", mode=mode, reasoner=None))
+            else:
+                runs.extend(RunSpec(label=f"{names[r]} [{mode}]", mode=mode, reasoner=r) for r in self.reasoners)
+        return runs
+
+    def identity(self) -> dict[str, Any]:
+        """The JSON form compared when a run is resumed (settings that cannot change results left out)."""
+        data = self.model_dump(mode="json")
+        for role in ("captioner_generation", "reasoner_generation"):
+            data[role] = {k: v for k, v in data[role].items() if k not in ("timeout_s", "max_batch_size")}
+        return data
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def display_names(specs: list[str]) -> dict[str, str]:
+    """Short, unique names for model specs: `openai:/m/q7b@http://h:8000/v1` → `q7b@h:8000`."""
+    short = {spec: _short(spec) for spec in specs}
+    if len(set(short.values())) < len(set(specs)):
+        return {spec: spec for spec in specs}
+    return short
+
+
+def _short(spec: str) -> str:
+    provider, _, rest = spec.partition(":")
+    if provider == "openai" and "@" in rest:
+        model, _, url = rest.rpartition("@")
+        host = re.sub(r"^https?://", "", url).split("/")[0]
+        return f"{Path(model).name or model}@{host}"
+    if provider == "hf" and "/" in rest and Path(rest).expanduser().is_absolute():
+        return Path(rest).name
+    return spec

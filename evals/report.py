@@ -1,0 +1,221 @@
+"""Reports of a run folder: `summary.json`, `report.md` and `accuracy.png`, all from `samples.jsonl`.
+
+Rows are runs (reasoner + mode), columns benchmarks with their headline sub-metrics; cells are
+accuracy in % with a 95% interval and the sample count. Errors count as wrong and are shown.
+Every pair of runs is compared on the samples both evaluated. Latencies vary between machines
+and re-runs, so they live apart, under `timing`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from evals.benchmarks import get_benchmark
+from evals.metrics import Comparison, Score, accuracy, compare
+from evals.store import SampleRecord
+
+SUMMARY_FILE, REPORT_FILE, PLOT_FILE = "summary.json", "report.md", "accuracy.png"
+
+
+class BenchmarkResult(BaseModel):
+    accuracy: Score
+    errors: int
+    metrics: dict[str, Score]
+    headline: list[str]
+
+
+class TokenCost(BaseModel):
+    """Mean tokens per sample. Captioner tokens of decoupled runs are paid once for all reasoners."""
+
+    samples: int
+    reasoner_input: float
+    reasoner_output: float
+    captioner_input: float
+    captioner_output: float
+
+
+class RunSummary(BaseModel):
+    mode: str
+    captioner: str | None
+    reasoner: str | None
+    benchmarks: dict[str, BenchmarkResult]
+    tokens: TokenCost
+
+
+class Summary(BaseModel):
+    config: dict[str, Any] | None
+    runs: dict[str, RunSummary]
+    comparisons: list[Comparison]
+    timing: dict[str, dict[str, float]]
+
+
+def summarize(
+    records: list[SampleRecord], *, config: dict[str, Any] | None = None, seed: int = 0, order: list[str] | None = None
+) -> Summary:
+    """Per-run, per-benchmark results, paired comparisons and timing; runs in `order` (else first seen)."""
+    by_run: dict[str, list[SampleRecord]] = {label: [] for label in order or []}
+    for record in records:
+        by_run.setdefault(record.run, []).append(record)
+    by_run = {label: rs for label, rs in by_run.items() if rs}
+    runs = {label: _run_summary(rs, seed) for label, rs in by_run.items()}
+    comparisons = []
+    for a, b in itertools.combinations(by_run, 2):
+        for bench in sorted(runs[a].benchmarks.keys() & runs[b].benchmarks.keys()):
+            ca = {r.id: r.outcome().correct for r in by_run[a] if r.benchmark == bench}
+            cb = {r.id: r.outcome().correct for r in by_run[b] if r.benchmark == bench}
+            comparisons.append(compare(a, b, bench, ca, cb, seed=seed))
+    timing = {
+        label: {"latency_s_mean": sum(r.latency_s for r in rs) / len(rs), "latency_s_total": sum(r.latency_s for r in rs)}
+        for label, rs in by_run.items()
+    }
+    return Summary(config=config, runs=runs, comparisons=comparisons, timing=timing)
+
+
+def _run_summary(records: list[SampleRecord], seed: int) -> RunSummary:
+    by_bench: dict[str, list[SampleRecord]] = defaultdict(list)
+    for record in records:
+        by_bench[record.benchmark].append(record)
+    benchmarks = {}
+    for label, rs in by_bench.items():
+        bench = get_benchmark(label.split(":")[0])
+        outcomes = [r.outcome() for r in rs]
+        metrics = bench.metrics(outcomes, seed=seed) if bench.metrics else {}
+        benchmarks[label] = BenchmarkResult(
+            accuracy=accuracy(outcomes), errors=sum(r.error is not None for r in rs), metrics=metrics,
+            headline=list(bench.headline),
+        )
+    first = records[0]
+    return RunSummary(
+        mode=first.mode, captioner=first.captioner, reasoner=first.reasoner, benchmarks=benchmarks,
+        tokens=_tokens(records),
+    )
+
+
+def _tokens(records: list[SampleRecord]) -> TokenCost:
+    def mean(nodes: tuple[str, ...], field: str, perception: bool) -> float:
+        total = 0
+        for r in records:
+            usage = r.usage + (r.perception_usage if perception else [])
+            total += sum(u.get(field, 0) for u in usage if u.get("node") in nodes)
+        return total / len(records)
+
+    return TokenCost(
+        samples=len(records),
+        reasoner_input=mean(("reason",), "input_tokens", False),
+        reasoner_output=mean(("reason",), "output_tokens", False),
+        captioner_input=mean(("caption", "tentative"), "input_tokens", True),
+        captioner_output=mean(("caption", "tentative"), "output_tokens", True),
+    )
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _cell(score: Score) -> str:
+    return f"{100 * score.value:.1f} [{100 * score.low:.1f}, {100 * score.high:.1f}] (n={score.n})"
+
+
+def markdown(summary: Summary) -> str:
+    benches = sorted({b for run in summary.runs.values() for b in run.benchmarks})
+    headline = {b: next(run.benchmarks[b].headline for run in summary.runs.values() if b in run.benchmarks) for b in benches}
+    columns = [(b, m) for b in benches for m in (None, *headline[b])]
+    header = ["run", *[b if m is None else f"{b} {m}" for b, m in columns], "reasoner tokens/sample (in/out)",
+              "captioner tokens/sample (in/out)"]
+    lines = ["# Eval report", ""]
+    if summary.config and "captioner" in summary.config:
+        c = summary.config
+        lines += [f"Captioner `{c['captioner']}` · prompt preset `{c['prompt_preset']}` · "
+                  f"re-caption rounds {c['max_recaption_rounds']} · seed {c['seed']}", ""]
+    lines += ["## Accuracy (%, 95% interval, sample count)", "", _row(header), _row(["---"] * len(header))]
+    for label, run in summary.runs.items():
+        cells = [label]
+        for bench, metric in columns:
+            result = run.benchmarks.get(bench)
+            if result is None:
+                cells.append("—")
+                continue
+            text = _cell(result.accuracy if metric is None else result.metrics[metric])
+            if metric is None and result.errors:
+                text += f" ⚠ {result.errors} errors"
+            cells.append(text)
+        t = run.tokens
+        cells += [f"{t.reasoner_input:.0f} / {t.reasoner_output:.0f}", f"{t.captioner_input:.0f} / {t.captioner_output:.0f}"]
+        lines.append(_row(cells))
+    lines += ["", "Errored samples count as wrong. Decoupled runs share one captioning pass: its tokens are paid once."]
+    detail = [b for b in benches if any(run.benchmarks[b].metrics for run in summary.runs.values() if b in run.benchmarks)]
+    if detail:
+        lines += ["", "## Sub-metrics"]
+    for bench in detail:
+        names = sorted({m for run in summary.runs.values() if bench in run.benchmarks for m in run.benchmarks[bench].metrics})
+        lines += ["", f"### {bench}", "", _row(["run", *names]), _row(["---"] * (len(names) + 1))]
+        for label, run in summary.runs.items():
+            if bench in run.benchmarks:
+                metrics = run.benchmarks[bench].metrics
+                lines.append(_row([label, *[_cell(metrics[m]) if m in metrics else "—" for m in names]]))
+    if summary.comparisons:
+        lines += ["", "## Paired comparisons (A − B on the samples both evaluated)", "",
+                  _row(["benchmark", "A", "B", "n", "A %", "B %", "A − B [95% paired bootstrap]", "only A right",
+                        "only B right", "McNemar p"]),
+                  _row(["---"] * 10)]
+        for c in summary.comparisons:
+            lines.append(_row([
+                c.benchmark, c.a, c.b, str(c.n), f"{100 * c.accuracy_a:.1f}", f"{100 * c.accuracy_b:.1f}",
+                f"{100 * c.difference:+.1f} [{100 * c.low:+.1f}, {100 * c.high:+.1f}]", str(c.only_a_correct),
+                str(c.only_b_correct), f"{c.p_value:.3g}",
+            ]))
+    return "\n".join(lines) + "\n"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def plot(summary: Summary, path: Path) -> None:
+    """Grouped bars: accuracy per benchmark, one bar per run, with 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benches = sorted({b for run in summary.runs.values() for b in run.benchmarks})
+    labels = list(summary.runs)
+    width = 0.8 / max(1, len(labels))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(benches) * max(1, len(labels)) ** 0.5), 4.0))
+    for i, label in enumerate(labels):
+        results = summary.runs[label].benchmarks
+        xs = [j + (i - (len(labels) - 1) / 2) * width for j, b in enumerate(benches) if b in results]
+        scores = [results[b].accuracy for b in benches if b in results]
+        values = [100 * s.value for s in scores]
+        errors = [[max(0.0, 100 * (s.value - s.low)) for s in scores], [max(0.0, 100 * (s.high - s.value)) for s in scores]]
+        ax.bar(xs, values, width, yerr=errors, capsize=3, label=label)
+    ax.set_xticks(range(len(benches)), benches)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Accuracy per run (95% intervals)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_reports(
+    records: list[SampleRecord], folder: Path, *, config: dict[str, Any] | None, seed: int = 0,
+    order: list[str] | None = None,
+) -> Summary:
+    """Write `summary.json`, `report.md` and `accuracy.png` into `folder`; return the summary."""
+    summary = summarize(records, config=config, seed=seed, order=order)
+    folder = Path(folder)
+    (folder / SUMMARY_FILE).write_text(json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
+    (folder / REPORT_FILE).write_text(markdown(summary))
+    if summary.runs:
+        plot(summary, folder / PLOT_FILE)
+    return summary

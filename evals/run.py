@@ -1,0 +1,153 @@
+"""`python -m evals.run`: benchmark accuracy per reasoner, one captioning pass for all of them.
+
+    python -m evals.run                                   # tiny offline models on the bundled benchmark
+    python -m evals.run --captioner hf:Qwen/Qwen2.5-VL-7B-Instruct \\
+        --reasoner openai:deepseek-ai/DeepSeek-R1-Distill-Qwen-7B@http://127.0.0.1:8000/v1 \\
+        --reasoner openai:Qwen/Qwen3-8B@http://127.0.0.1:8001/v1 \\
+        --benchmark mathvista --benchmark mmmu --mode decoupled --mode direct
+    python -m evals.run --resume ...                      # continue after a crash or Ctrl-C
+
+Benchmarks are `NAME[:SPLIT][=PATH]` (PATH: a local parquet/JSONL copy); `--list-benchmarks`
+shows them. Reports land in `--output-dir` (default `runs/evals/<config digest>`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from evals.benchmarks import BENCHMARKS
+from evals.config import MODES, BenchmarkRef, EvalConfig
+from evals.report import PLOT_FILE, REPORT_FILE, SUMMARY_FILE
+from evals.runner import RunOptions, default_cache_path, run_eval
+from evals.store import SAMPLES_FILE
+from rapid_agent.errors import RapidError
+from rapid_agent.models.spec import GenerationSettings
+
+PAPER_MAX_NEW_TOKENS = 8192
+TINY_MAX_NEW_TOKENS = 64  # the random tiny models never stop on their own
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m evals.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    models = p.add_argument_group("models and modes")
+    models.add_argument("--captioner", default="tiny", help="captioner spec (default: tiny)")
+    models.add_argument("--reasoner", action="append", dest="reasoners", metavar="SPEC",
+                        help="reasoner spec; repeat to compare several (default: tiny)")
+    models.add_argument("--mode", action="append", dest="modes", choices=MODES,
+                        help="decoupled (RAPID), direct (the captioner answers alone), blind (reasoner, no caption); "
+                             "repeatable (default: decoupled)")
+    models.add_argument("--prompt", default="paper-eval", help="prompt preset: paper-eval (with the tentative answer) "
+                        "or paper-train (default: paper-eval)")
+    models.add_argument("--max-recaption-rounds", type=int, default=0)
+    models.add_argument("--judge", metavar="SPEC", help="LLM answer extractor for responses the rules cannot parse (off)")
+    data = p.add_argument_group("benchmarks")
+    data.add_argument("--benchmark", action="append", dest="benchmarks", metavar="NAME[:SPLIT][=PATH]",
+                      help="repeatable (default: bundled)")
+    data.add_argument("--split", help="split for every --benchmark given without one")
+    data.add_argument("--limit", type=int, help="first N samples of each benchmark")
+    data.add_argument("--list-benchmarks", action="store_true", help="list benchmarks and splits, then exit")
+    gen = p.add_argument_group("generation (reasoner; --caption-* for the captioner)")
+    gen.add_argument("--temperature", type=float, default=0.0, help="(the paper's reasoner: 0.6 with --top-p 0.95)")
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--max-new-tokens", type=int,
+                     help=f"default {PAPER_MAX_NEW_TOKENS} ({TINY_MAX_NEW_TOKENS} for the random 'tiny' models)")
+    gen.add_argument("--caption-temperature", type=float, default=0.0)
+    gen.add_argument("--caption-top-p", type=float, default=1.0)
+    gen.add_argument("--caption-max-new-tokens", type=int, help="same default as --max-new-tokens")
+    gen.add_argument("--timeout", type=float, default=600.0, help="per-request timeout for remote endpoints (s)")
+    gen.add_argument("--batch-size", type=int, default=8, help="micro-batch size of local hf: models")
+    gen.add_argument("--seed", type=int, default=0)
+    run = p.add_argument_group("execution")
+    run.add_argument("--output-dir", type=Path, help="default: runs/evals/<config digest>")
+    run.add_argument("--resume", action="store_true", help="continue the run in --output-dir, skipping finished samples")
+    run.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
+    run.add_argument("--retries", type=int, default=3, help="retries of transient backend errors, with backoff")
+    run.add_argument("--cache", type=Path, default=default_cache_path(), help="caption cache (SQLite; default %(default)s)")
+    run.add_argument("--no-cache", action="store_true", help="neither read nor write the caption cache")
+    run.add_argument("--show", type=int, default=3, help="samples printed in full per run (default 3)")
+    run.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    reasoners = tuple(args.reasoners or ["tiny"])
+    benchmarks = tuple(
+        BenchmarkRef.parse(b if ":" in b.split("=")[0] or not args.split else _with_split(b, args.split))
+        for b in args.benchmarks or ["bundled"]
+    )
+
+    def generation(temperature: float, top_p: float, max_new_tokens: int | None, specs: tuple[str, ...]) -> GenerationSettings:
+        default = TINY_MAX_NEW_TOKENS if all(s == "tiny" for s in specs) else PAPER_MAX_NEW_TOKENS
+        return GenerationSettings(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens or default,
+                                  timeout_s=args.timeout, max_batch_size=args.batch_size)
+
+    return EvalConfig(
+        captioner=args.captioner,
+        reasoners=reasoners,
+        benchmarks=benchmarks,
+        modes=tuple(args.modes or ["decoupled"]),
+        prompt_preset=args.prompt,
+        max_recaption_rounds=args.max_recaption_rounds,
+        limit=args.limit,
+        seed=args.seed,
+        captioner_generation=generation(args.caption_temperature, args.caption_top_p,
+                                        args.caption_max_new_tokens or args.max_new_tokens, (args.captioner,)),
+        reasoner_generation=generation(args.temperature, args.top_p, args.max_new_tokens, reasoners),
+        judge=args.judge,
+    )
+
+
+def _with_split(ref: str, split: str) -> str:
+    name, sep, path = ref.partition("=")
+    return f"{name}:{split}{sep}{path}"
+
+
+def list_benchmarks() -> str:
+    lines = []
+    for name, bench in BENCHMARKS.items():
+        source = bench.hub_id or "built in (no download)"
+        lines.append(f"{name:<11} {source:<26} splits: {', '.join(bench.splits)} (default {bench.default_split})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.list_benchmarks:
+        print(list_benchmarks())
+        return 0
+    output_dir = args.output_dir
+    try:
+        config = config_from_args(args)
+        output_dir = output_dir or Path("runs") / "evals" / config.digest()
+        options = RunOptions(
+            output_dir=output_dir, resume=args.resume, concurrency=args.concurrency, retries=args.retries,
+            cache_path=None if args.no_cache else args.cache, show=args.show, progress=not args.no_progress,
+        )
+        print(f"output: {output_dir}  (continue an interrupted run with --resume)", flush=True)
+        result = run_eval(config, options)
+    except RapidError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # settings out of range (e.g. a negative --limit), unknown preset
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished samples are kept in {output_dir}; continue with --resume", file=sys.stderr)
+        return 130
+    report = (output_dir / REPORT_FILE).read_text()
+    print("\n" + report.split("\n## Sub-metrics")[0].split("\n## Paired")[0].strip())
+    print(
+        f"\ncaptioner calls: {result.captioner_calls} (cache hits: {result.cache_hits}) · new results: "
+        f"{result.new_records} · errors: {result.errors}\nreports: "
+        + ", ".join(str(output_dir / f) for f in (SAMPLES_FILE, SUMMARY_FILE, REPORT_FILE, PLOT_FILE))
+    )
+    return 1 if result.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

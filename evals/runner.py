@@ -1,0 +1,388 @@
+"""Running an eval: one perception pass, then each run's reasoning pass, through the core graph.
+
+1. **Perception.** For every sample some run still needs, the captioner's caption (and tentative
+   answer) come from the `PerceptionCache`, or from the graph stopped before `reason`
+   (`interrupt_before=["reason"]`) and are then cached. K reasoners thus cost one captioning pass,
+   and a re-run costs none.
+2. **Reasoning.** Each run feeds the cached outputs to the graph as `captions` / `tentative_answer`
+   (decoupled), or an empty caption with the `blind` preset (blind); direct mode grades the
+   MLLM's tentative answer itself. Requests run concurrently (`graph.abatch_as_completed`, at most
+   `concurrency` at once; local HF models micro-batch them); transient errors are retried with
+   backoff by the graph's retry policy; every finished sample is appended to `samples.jsonl` at
+   once, failures included, as errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.types import RetryPolicy
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+from evals.benchmarks import get_benchmark
+from evals.cache import Entry, PerceptionCache, image_hash, model_identity, perception_key
+from evals.config import EvalConfig, RunSpec
+from evals.endpoints import check_endpoints
+from evals.judge import Judge
+from evals.report import Summary, write_reports
+from evals.sample import Sample
+from evals.scoring import direct_answer, extract, grade_prediction
+from evals.store import RunStore, SampleRecord
+from rapid_agent.graph import DEFAULT_RETRY, build_rapid_graph
+from rapid_agent.models.spec import ModelResolver
+from rapid_agent.prompts import get_preset
+
+PLACEHOLDER = "(cached)"  # stands in for a cached output so the graph skips the node that makes it
+
+
+def default_cache_path() -> Path:
+    return Path.home() / ".cache" / "rapid-agent" / "eval-perception.sqlite"
+
+
+class RunOptions(BaseModel):
+    """How to execute (none of it changes results)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    output_dir: Path
+    resume: bool = False
+    concurrency: int = Field(8, gt=0)
+    retries: int = Field(3, ge=0, description="Extra attempts for transient backend errors.")
+    retry_initial_s: float = Field(1.0, ge=0, description="First backoff wait; doubles per attempt (max 30 s).")
+    cache_path: Path | None = Field(default_factory=default_cache_path, description="None: no caption cache.")
+    show: int = Field(3, ge=0, description="Samples printed in full per run.")
+    progress: bool = True
+
+
+class RunResult(BaseModel):
+    """What an eval produced, and what this invocation did."""
+
+    output_dir: Path
+    summary: Summary
+    captioner_calls: int
+    cache_hits: int
+    new_records: int
+    errors: int
+
+
+@dataclass
+class _Item:
+    bench: str
+    sample: Sample
+
+
+@dataclass
+class _Percept:
+    caption: str | None = None
+    tentative: str | None = None
+    usage: list[dict[str, Any]] = field(default_factory=list)
+    cached: bool = True
+    error: str | None = None
+
+
+def run_eval(config: EvalConfig, options: RunOptions, *, models: Mapping[str, BaseChatModel] | None = None) -> RunResult:
+    """Run an eval to completion (see the module docstring); `models` maps spec names to model objects."""
+    return asyncio.run(Evaluator(config, options, models=models).run())
+
+
+class Evaluator:
+    """One eval invocation: loads samples, opens the output folder, runs the passes, writes reports."""
+
+    def __init__(self, config: EvalConfig, options: RunOptions, *, models: Mapping[str, BaseChatModel] | None = None):
+        self.config, self.options, self.models = config, options, dict(models or {})
+        self.preset = get_preset(config.prompt_preset)
+        self.resolver = ModelResolver({"captioner": config.captioner_generation, "reasoner": config.reasoner_generation})
+        retry = RetryPolicy(
+            max_attempts=options.retries + 1, initial_interval=options.retry_initial_s, backoff_factor=2.0,
+            max_interval=30.0, jitter=True, retry_on=DEFAULT_RETRY.retry_on,
+        )
+        self.graph = build_rapid_graph(resolver=self.resolver, retry_policy=retry)
+        self.captioner_calls = 0
+        self.new_records = 0
+
+    def model(self, spec: str, role: str) -> BaseChatModel:
+        return self.models[spec] if spec in self.models else self.resolver.resolve(spec, role)
+
+    async def run(self) -> RunResult:
+        random.seed(self.config.seed)
+        _seed_torch(self.config.seed)
+        items = [
+            _Item(ref.label, s)
+            for ref in self.config.benchmarks
+            for s in get_benchmark(ref.name).load(ref.split, ref.path, self.config.limit)
+        ]
+        store = RunStore.open(self.options.output_dir, self.config.identity(), resume=self.options.resume)
+        cache = PerceptionCache(self.options.cache_path) if self.options.cache_path else None
+        hits = 0
+        try:
+            done = {r.key for r in store.records() if r.error is None}
+            runs = self.config.runs()
+            todo = {run.label: [i for i in items if (run.label, i.bench, i.sample.id) not in done] for run in runs}
+            pending_runs = [run for run in runs if todo[run.label]]
+            check_endpoints(
+                [("reasoner", run.reasoner) for run in pending_runs if run.reasoner]
+                + ([("judge", self.config.judge)] if self.config.judge else [])
+                + ([("captioner", self.config.captioner)] if self.config.max_recaption_rounds and pending_runs else []),
+                skip=self.models,
+            )
+            percepts = await self._perceive(runs, todo, cache)
+            judge = Judge(self.model(self.config.judge, "reasoner"), self.config.judge) if self.config.judge else None
+            for run in runs:
+                if todo[run.label]:
+                    await self._reason(run, todo[run.label], percepts, store, judge)
+        finally:
+            store.close()
+            if cache is not None:
+                hits = cache.hits
+                cache.close()
+        records = store.records()
+        summary = write_reports(
+            records, self.options.output_dir, config=self.config.identity(), seed=self.config.seed,
+            order=[run.label for run in self.config.runs()],
+        )
+        return RunResult(
+            output_dir=self.options.output_dir, summary=summary, captioner_calls=self.captioner_calls,
+            cache_hits=hits, new_records=self.new_records,
+            errors=sum(r.error is not None for r in records),
+        )
+
+    # ------------------------------------------------------------------ perception
+
+    async def _perceive(self, runs: list[RunSpec], todo: dict[str, list[_Item]], cache: PerceptionCache | None) -> dict:
+        """Caption (and tentative answer) of every sample a pending run needs, from cache or the graph."""
+        kinds: dict[tuple[str, str], set[str]] = {}
+        for run in runs:
+            wanted = {"decoupled": {"caption"} | ({"tentative"} if self.preset.uses_tentative else set()),
+                      "direct": {"tentative"}, "blind": set()}[run.mode]
+            for item in todo[run.label] if wanted else []:
+                kinds.setdefault((item.bench, item.sample.id), set()).update(wanted)
+        if not kinds:
+            return {}
+        by_key = {(i.bench, i.sample.id): i for items in todo.values() for i in items}
+        captioner_id = self.config.captioner if self.config.captioner in self.models else model_identity(self.config.captioner)
+        percepts: dict[tuple[str, str], _Percept] = {}
+        pending: list[tuple[tuple[str, str], dict[str, str], dict[str, Any]]] = []
+        for key, needed in kinds.items():
+            sample = by_key[key].sample
+            hashes = [image_hash(src) for src in sample.images]
+            keys = {
+                kind: perception_key(kind, captioner_id, self.preset, hashes, sample.question,
+                                     list(sample.options) if sample.options else None,
+                                     self.config.captioner_generation, self.config.seed)
+                for kind in sorted(needed)
+            }
+            found = {kind: cache.get(k) for kind, k in keys.items()} if cache else {}
+            percept = percepts[key] = _Percept()
+            for kind, entry in found.items():
+                if entry is not None:
+                    setattr(percept, kind, entry.text)
+                    percept.usage.append(entry.usage)
+            missing = {kind: k for kind, k in keys.items() if found.get(kind) is None}
+            if missing:
+                inputs = _graph_input(sample, images=True)
+                if "caption" not in missing:
+                    inputs["captions"] = [PLACEHOLDER]
+                if "tentative" not in missing:
+                    inputs["tentative_answer"] = PLACEHOLDER
+                pending.append((key, missing, inputs))
+        if pending:
+            check_endpoints([("captioner", self.config.captioner)], skip=self.models)
+            preset = self.preset.model_copy(update={"uses_tentative": any("tentative" in m for _, m, _ in pending)})
+            context = {"captioner": self.model(self.config.captioner, "captioner"), "reasoner": _NOT_CALLED,
+                       "prompt_preset": preset}
+            bar = self._bar(len(pending), "perception (captioner)")
+            async for index, out in self.graph.abatch_as_completed(
+                [inputs for _, _, inputs in pending], {"max_concurrency": self.options.concurrency},
+                return_exceptions=True, context=context, interrupt_before=["reason"],
+            ):
+                key, missing, _ = pending[index]
+                percept = percepts[key]
+                percept.cached = False
+                if isinstance(out, BaseException):
+                    percept.error = f"perception failed: {_describe(out)}"
+                else:
+                    for usage in out.get("usage", []):
+                        kind = usage["node"]
+                        if kind in missing:
+                            self.captioner_calls += 1
+                            text = out["captions"][0] if kind == "caption" else out.get("tentative_answer") or ""
+                            setattr(percept, kind, text)
+                            percept.usage.append(dict(usage))
+                            if cache is not None:
+                                cache.put(missing[kind], kind, captioner_id, self.preset.key, Entry(text=text, usage=dict(usage)))
+                bar.update(1)
+            bar.close()
+        return percepts
+
+    # ------------------------------------------------------------------ reasoning
+
+    async def _reason(self, run: RunSpec, items: list[_Item], percepts: dict, store: RunStore, judge: Judge | None) -> None:
+        bar = self._bar(len(items), run.label)
+        shown, stats = [0], {"correct": 0, "done": 0, "errors": 0}
+
+        def finish(record: SampleRecord) -> None:
+            store.append(record)
+            self.new_records += 1
+            stats["done"] += 1
+            stats["correct"] += record.correct
+            stats["errors"] += record.error is not None
+            bar.set_postfix(acc=f"{stats['correct'] / stats['done']:.1%}", errors=stats["errors"], refresh=False)
+            bar.update(1)
+            if shown[0] < self.options.show:
+                shown[0] += 1
+                tqdm.write(describe_record(record))
+
+        ready: list[tuple[_Item, _Percept | None, dict[str, Any]]] = []
+        for item in items:
+            percept = None if run.mode == "blind" else percepts.get((item.bench, item.sample.id))
+            if percept is not None and percept.error:
+                finish(self._record(run, item, percept, error=percept.error))
+            elif run.mode == "direct":
+                finish(await self._graded(run, item, percept, percept.tentative or "", [], judge))
+            else:
+                ready.append((item, percept, self._reason_input(run, item, percept)))
+        if ready:
+            grading = []  # grading may wait on the judge: it runs beside the next requests
+
+            async def grade_and_finish(item: _Item, percept: _Percept | None, out: dict[str, Any]) -> None:
+                captions = None if run.mode == "blind" else out.get("captions")  # blind: an empty stand-in
+                finish(await self._graded(run, item, percept, out.get("reasoning") or "", out.get("usage", []), judge, captions))
+
+            async for index, out in self.graph.abatch_as_completed(
+                [inputs for _, _, inputs in ready], {"max_concurrency": self.options.concurrency},
+                return_exceptions=True, context=self._reason_context(run),
+            ):
+                item, percept, _ = ready[index]
+                if isinstance(out, BaseException):
+                    finish(self._record(run, item, percept, error=_describe(out)))
+                else:
+                    grading.append(asyncio.create_task(grade_and_finish(item, percept, out)))
+            await asyncio.gather(*grading)
+        bar.close()
+
+    def _reason_input(self, run: RunSpec, item: _Item, percept: _Percept | None) -> dict[str, Any]:
+        if run.mode == "blind":
+            return _graph_input(item.sample, images=False) | {"captions": [""]}
+        recaption = self.config.max_recaption_rounds > 0
+        return _graph_input(item.sample, images=recaption) | {
+            "captions": [percept.caption or ""], "tentative_answer": percept.tentative or "",
+        }
+
+    def _reason_context(self, run: RunSpec) -> dict[str, Any]:
+        reasoner = self.model(run.reasoner, "reasoner")
+        if run.mode == "blind":
+            return {"reasoner": reasoner, "prompt_preset": get_preset("blind"), "max_recaption_rounds": 0}
+        recaption = self.config.max_recaption_rounds > 0
+        return {
+            "reasoner": reasoner,
+            "captioner": self.model(self.config.captioner, "captioner") if recaption else None,
+            # the tentative answer comes from the perception pass: never ask the captioner again
+            "prompt_preset": self.preset.model_copy(update={"uses_tentative": False}),
+            "max_recaption_rounds": self.config.max_recaption_rounds,
+        }
+
+    async def _graded(
+        self, run: RunSpec, item: _Item, percept: _Percept | None, output: str, usage: list, judge: Judge | None,
+        captions: list[str] | None = None,
+    ) -> SampleRecord:
+        sample = item.sample
+        prediction, via, verdict = extract(sample, output), "rule", None
+        if prediction is None and judge is not None:
+            verdict = await judge.extract(sample, output)
+            prediction, via = verdict.answer, "judge"
+        if prediction is None:
+            prediction, via = direct_answer(output), "whole_output"
+        grade = grade_prediction(sample, prediction, via=via)
+        record = self._record(run, item, percept, captions=captions)
+        return record.model_copy(update={
+            "output": output, "prediction": grade.prediction, "correct": grade.correct, "method": grade.method,
+            "judge": verdict, "usage": [dict(u) for u in usage],
+            "latency_s": sum(u["latency_s"] for u in usage) if usage else sum(u["latency_s"] for u in percept.usage),
+        })
+
+    def _record(self, run: RunSpec, item: _Item, percept: _Percept | None, *, error: str | None = None,
+                captions: list[str] | None = None) -> SampleRecord:
+        sample = item.sample
+        return SampleRecord(
+            run=run.label, mode=run.mode, captioner=None if run.mode == "blind" else self.config.captioner,
+            reasoner=run.reasoner, benchmark=item.bench, id=sample.id, question=sample.question,
+            options=list(sample.options) if sample.options else None, gold=[sample.answer, *sample.alt_answers],
+            captions=captions or ([percept.caption] if percept and percept.caption is not None else []),
+            tentative_answer=percept.tentative if percept else None, error=error,
+            perception_cached=percept.cached if percept else None,
+            perception_usage=list(percept.usage) if percept else [], metadata=sample.metadata,
+        )
+
+    def _bar(self, total: int, desc: str) -> tqdm:
+        return tqdm(total=total, desc=desc, unit="sample", disable=not self.options.progress, dynamic_ncols=True)
+
+
+class _NotCalled(BaseChatModel):
+    """The reasoner slot of the perception pass, which stops before `reason`: calling it is a bug."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "not-called"
+
+    def _generate(self, *args: Any, **kwargs: Any):
+        raise RuntimeError("the perception pass must stop before the reasoner")
+
+
+_NOT_CALLED = _NotCalled()
+
+
+def _graph_input(sample: Sample, *, images: bool) -> dict[str, Any]:
+    inputs: dict[str, Any] = {"question": sample.question}
+    if sample.options:
+        inputs["options"] = list(sample.options)
+    if images:
+        inputs["images"] = list(sample.images)
+    return inputs
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _seed_torch(seed: int) -> None:
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.manual_seed(seed)
+
+
+def _clip(text: str | None, limit: int, *, tail: bool = False) -> str:
+    """Printable, one-line, shortened text for the console."""
+    if text is None:
+        return "—"
+    flat = " ⏎ ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+    flat = "".join(c if c.isprintable() else "·" for c in flat)
+    if len(flat) <= limit:
+        return flat
+    return "…" + flat[-limit:] if tail else flat[:limit] + "…"
+
+
+def describe_record(record: SampleRecord) -> str:
+    """A sample as a human reads it: question, caption, tentative answer, output, verdict."""
+    mark = "ERROR" if record.error else ("✓ correct" if record.correct else "✗ wrong")
+    lines = [f"── {record.run} · {record.benchmark}/{record.id} · {mark}", f"   question : {_clip(record.question, 200)}"]
+    if record.options:
+        lines.append("   options  : " + "  ".join(f"{chr(65 + i)}. {_clip(o, 40)}" for i, o in enumerate(record.options)))
+    if record.captions:
+        lines.append(f"   caption  : {_clip(record.captions[0], 240)}")
+    if record.tentative_answer is not None and record.mode != "direct":
+        lines.append(f"   tentative: {_clip(record.tentative_answer, 160)}")
+    if record.error:
+        lines.append(f"   error    : {_clip(record.error, 300)}")
+    else:
+        lines.append(f"   output   : {_clip(record.output, 240, tail=True)}")
+        lines.append(f"   answer   : {_clip(record.prediction, 60)}   (gold: {' | '.join(record.gold)})")
+    return "\n".join(lines)
