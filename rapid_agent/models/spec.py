@@ -36,6 +36,7 @@ class GenerationSettings(BaseModel):
     max_new_tokens: int = Field(1024, gt=0)
     timeout_s: float = Field(600.0, gt=0, description="Per-request timeout for remote endpoints.")
     max_batch_size: int = Field(8, gt=0, description="Micro-batch size for local hf: models.")
+    max_wait_s: float = Field(0.01, ge=0, description="How long a local micro-batch waits for more requests.")
 
 
 class ModelResolver:
@@ -116,6 +117,7 @@ def _local_model(name: str, role: Role, generation: GenerationSettings, *, tiny:
         temperature=generation.temperature,
         top_p=generation.top_p,
         max_batch_size=generation.max_batch_size,
+        max_wait_s=generation.max_wait_s,
     )
 
 
