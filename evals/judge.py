@@ -46,9 +46,9 @@ class Judge:
         text = JUDGE_USER.format(question=question, response=response[-MAX_RESPONSE_CHARS:])
         return [SystemMessage(JUDGE_SYSTEM), HumanMessage(text)]
 
-    async def extract(self, sample: Sample, response: str) -> JudgeVerdict:
+    def extract(self, sample: Sample, response: str) -> JudgeVerdict:
         try:
-            reply = await self.model.ainvoke(self.messages(sample, response))
+            reply = self.model.invoke(self.messages(sample, response))
         except Exception as exc:  # a judge failure leaves the sample unanswered, never correct
             return JudgeVerdict(model=self.name, error=f"{type(exc).__name__}: {exc}")
         answer = extract_answer(reply.text, list(sample.options) if sample.options else None)

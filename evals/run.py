@@ -14,6 +14,7 @@ shows them. Reports land in `--output-dir` (default `runs/evals/<config digest>`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -114,8 +115,18 @@ def list_benchmarks() -> str:
     return "\n".join(lines)
 
 
+def _quiet_library_progress_bars() -> None:
+    """Keep the console for the eval's own progress: no weight-loading or dataset-building bars."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _quiet_library_progress_bars()
     if args.list_benchmarks:
         print(list_benchmarks())
         return 0
@@ -138,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished samples are kept in {output_dir}; continue with --resume", file=sys.stderr)
-        return 130
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # do not wait for requests in flight: every finished sample is already on disk
     report = (output_dir / REPORT_FILE).read_text()
     print("\n" + report.split("\n## Sub-metrics")[0].split("\n## Paired")[0].strip())
     print(

@@ -6,7 +6,7 @@
    and a re-run costs none.
 2. **Reasoning.** Each run feeds the cached outputs to the graph as `captions` / `tentative_answer`
    (decoupled), or an empty caption with the `blind` preset (blind); direct mode grades the
-   MLLM's tentative answer itself. Requests run concurrently (`graph.abatch_as_completed`, at most
+   MLLM's tentative answer itself. Requests run concurrently (`graph.batch_as_completed`, at most
    `concurrency` at once; local HF models micro-batch them); transient errors are retried with
    backoff by the graph's retry policy; every finished sample is appended to `samples.jsonl` at
    once, failures included, as errors.
@@ -14,9 +14,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,12 @@ from evals.benchmarks import get_benchmark
 from evals.cache import Entry, PerceptionCache, image_hash, model_identity, perception_key
 from evals.config import EvalConfig, RunSpec
 from evals.endpoints import check_endpoints
-from evals.judge import Judge
+from evals.judge import Judge, JudgeVerdict
 from evals.report import Summary, write_reports
 from evals.sample import Sample
 from evals.scoring import direct_answer, extract, grade_prediction
 from evals.store import RunStore, SampleRecord
+from rapid_agent.errors import BackendError
 from rapid_agent.graph import DEFAULT_RETRY, build_rapid_graph
 from rapid_agent.models.spec import ModelResolver
 from rapid_agent.prompts import get_preset
@@ -89,7 +90,7 @@ class _Percept:
 
 def run_eval(config: EvalConfig, options: RunOptions, *, models: Mapping[str, BaseChatModel] | None = None) -> RunResult:
     """Run an eval to completion (see the module docstring); `models` maps spec names to model objects."""
-    return asyncio.run(Evaluator(config, options, models=models).run())
+    return Evaluator(config, options, models=models).run()
 
 
 class Evaluator:
@@ -110,7 +111,7 @@ class Evaluator:
     def model(self, spec: str, role: str) -> BaseChatModel:
         return self.models[spec] if spec in self.models else self.resolver.resolve(spec, role)
 
-    async def run(self) -> RunResult:
+    def run(self) -> RunResult:
         random.seed(self.config.seed)
         _seed_torch(self.config.seed)
         items = [
@@ -120,7 +121,6 @@ class Evaluator:
         ]
         store = RunStore.open(self.options.output_dir, self.config.identity(), resume=self.options.resume)
         cache = PerceptionCache(self.options.cache_path) if self.options.cache_path else None
-        hits = 0
         try:
             done = {r.key for r in store.records() if r.error is None}
             runs = self.config.runs()
@@ -132,15 +132,13 @@ class Evaluator:
                 + ([("captioner", self.config.captioner)] if self.config.max_recaption_rounds and pending_runs else []),
                 skip=self.models,
             )
-            percepts = await self._perceive(runs, todo, cache)
+            percepts = self._perceive(runs, todo, cache)
             judge = Judge(self.model(self.config.judge, "reasoner"), self.config.judge) if self.config.judge else None
-            for run in runs:
-                if todo[run.label]:
-                    await self._reason(run, todo[run.label], percepts, store, judge)
+            for run in pending_runs:
+                self._reason(run, todo[run.label], percepts, store, judge)
         finally:
             store.close()
             if cache is not None:
-                hits = cache.hits
                 cache.close()
         records = store.records()
         summary = write_reports(
@@ -149,13 +147,13 @@ class Evaluator:
         )
         return RunResult(
             output_dir=self.options.output_dir, summary=summary, captioner_calls=self.captioner_calls,
-            cache_hits=hits, new_records=self.new_records,
+            cache_hits=cache.hits if cache is not None else 0, new_records=self.new_records,
             errors=sum(r.error is not None for r in records),
         )
 
     # ------------------------------------------------------------------ perception
 
-    async def _perceive(self, runs: list[RunSpec], todo: dict[str, list[_Item]], cache: PerceptionCache | None) -> dict:
+    def _perceive(self, runs: list[RunSpec], todo: dict[str, list[_Item]], cache: PerceptionCache | None) -> dict:
         """Caption (and tentative answer) of every sample a pending run needs, from cache or the graph."""
         kinds: dict[tuple[str, str], set[str]] = {}
         for run in runs:
@@ -192,13 +190,14 @@ class Evaluator:
                 if "tentative" not in missing:
                     inputs["tentative_answer"] = PLACEHOLDER
                 pending.append((key, missing, inputs))
-        if pending:
-            check_endpoints([("captioner", self.config.captioner)], skip=self.models)
-            preset = self.preset.model_copy(update={"uses_tentative": any("tentative" in m for _, m, _ in pending)})
-            context = {"captioner": self.model(self.config.captioner, "captioner"), "reasoner": _NOT_CALLED,
-                       "prompt_preset": preset}
-            bar = self._bar(len(pending), "perception (captioner)")
-            async for index, out in self.graph.abatch_as_completed(
+        if not pending:
+            return percepts
+        check_endpoints([("captioner", self.config.captioner)], skip=self.models)
+        preset = self.preset.model_copy(update={"uses_tentative": any("tentative" in m for _, m, _ in pending)})
+        context = {"captioner": self.model(self.config.captioner, "captioner"), "reasoner": _NOT_CALLED,
+                   "prompt_preset": preset}
+        with self._bar(len(pending), "perception (captioner)") as bar:
+            for index, out in self.graph.batch_as_completed(
                 [inputs for _, _, inputs in pending], {"max_concurrency": self.options.concurrency},
                 return_exceptions=True, context=context, interrupt_before=["reason"],
             ):
@@ -207,65 +206,74 @@ class Evaluator:
                 percept.cached = False
                 if isinstance(out, BaseException):
                     percept.error = f"perception failed: {_describe(out)}"
-                else:
-                    for usage in out.get("usage", []):
-                        kind = usage["node"]
-                        if kind in missing:
-                            self.captioner_calls += 1
-                            text = out["captions"][0] if kind == "caption" else out.get("tentative_answer") or ""
-                            setattr(percept, kind, text)
-                            percept.usage.append(dict(usage))
-                            if cache is not None:
-                                cache.put(missing[kind], kind, captioner_id, self.preset.key, Entry(text=text, usage=dict(usage)))
+                for usage in [] if isinstance(out, BaseException) else out.get("usage", []):
+                    kind = usage["node"]
+                    if kind in missing:
+                        self.captioner_calls += 1
+                        text = out["captions"][0] if kind == "caption" else out.get("tentative_answer") or ""
+                        setattr(percept, kind, text)
+                        percept.usage.append(dict(usage))
+                        if cache is not None:
+                            cache.put(missing[kind], kind, captioner_id, self.preset.key, Entry(text=text, usage=dict(usage)))
                 bar.update(1)
-            bar.close()
         return percepts
 
     # ------------------------------------------------------------------ reasoning
 
-    async def _reason(self, run: RunSpec, items: list[_Item], percepts: dict, store: RunStore, judge: Judge | None) -> None:
-        bar = self._bar(len(items), run.label)
-        shown, stats = [0], {"correct": 0, "done": 0, "errors": 0}
+    def _reason(self, run: RunSpec, items: list[_Item], percepts: dict, store: RunStore, judge: Judge | None) -> None:
+        """Run one report row over its pending samples, appending each record as it finishes."""
+        stats = {"correct": 0, "done": 0, "errors": 0}
+        with self._bar(len(items), run.label) as bar, ThreadPoolExecutor(self.options.concurrency) as judging:
 
-        def finish(record: SampleRecord) -> None:
-            store.append(record)
-            self.new_records += 1
-            stats["done"] += 1
-            stats["correct"] += record.correct
-            stats["errors"] += record.error is not None
-            bar.set_postfix(acc=f"{stats['correct'] / stats['done']:.1%}", errors=stats["errors"], refresh=False)
-            bar.update(1)
-            if shown[0] < self.options.show:
-                shown[0] += 1
-                tqdm.write(describe_record(record))
+            def finish(record: SampleRecord) -> None:
+                store.append(record)
+                self.new_records += 1
+                stats["done"] += 1
+                stats["correct"] += record.correct
+                stats["errors"] += record.error is not None
+                bar.set_postfix(acc=f"{stats['correct'] / stats['done']:.1%}", errors=stats["errors"], refresh=False)
+                bar.update(1)
+                if stats["done"] <= self.options.show:
+                    tqdm.write(describe_record(record))
 
-        ready: list[tuple[_Item, _Percept | None, dict[str, Any]]] = []
+            judged: dict[Future, tuple[_Item, _Percept | None, dict[str, Any]]] = {}
+
+            def complete(item: _Item, percept: _Percept | None, out: dict[str, Any] | BaseException) -> None:
+                if isinstance(out, BaseException):
+                    finish(self._record(run, item, percept, error=_describe(out)))
+                elif judge is not None and extract(item.sample, out["reasoning"]) is None:
+                    judged[judging.submit(judge.extract, item.sample, out["reasoning"])] = (item, percept, out)
+                else:
+                    finish(self._graded(run, item, percept, out))
+                for future in [f for f in judged if f.done()]:
+                    finish(self._graded(run, *judged.pop(future), verdict=future.result()))
+
+            for item, percept, out in self._outputs(run, items, percepts):
+                complete(item, percept, out)
+            for future in as_completed(list(judged)):
+                finish(self._graded(run, *judged.pop(future), verdict=future.result()))
+
+    def _outputs(self, run: RunSpec, items: list[_Item], percepts: dict):
+        """(item, percept, graph output or exception) per sample, as they finish."""
+        ready = []
         for item in items:
             percept = None if run.mode == "blind" else percepts.get((item.bench, item.sample.id))
             if percept is not None and percept.error:
-                finish(self._record(run, item, percept, error=percept.error))
-            elif run.mode == "direct":
-                finish(await self._graded(run, item, percept, percept.tentative or "", [], judge))
+                yield item, percept, BackendError(percept.error)
+            elif run.mode == "direct":  # the MLLM's own answer, from the perception pass
+                yield item, percept, {"reasoning": percept.tentative or "", "usage": []}
             else:
-                ready.append((item, percept, self._reason_input(run, item, percept)))
-        if ready:
-            grading = []  # grading may wait on the judge: it runs beside the next requests
-
-            async def grade_and_finish(item: _Item, percept: _Percept | None, out: dict[str, Any]) -> None:
-                captions = None if run.mode == "blind" else out.get("captions")  # blind: an empty stand-in
-                finish(await self._graded(run, item, percept, out.get("reasoning") or "", out.get("usage", []), judge, captions))
-
-            async for index, out in self.graph.abatch_as_completed(
-                [inputs for _, _, inputs in ready], {"max_concurrency": self.options.concurrency},
-                return_exceptions=True, context=self._reason_context(run),
-            ):
-                item, percept, _ = ready[index]
-                if isinstance(out, BaseException):
-                    finish(self._record(run, item, percept, error=_describe(out)))
-                else:
-                    grading.append(asyncio.create_task(grade_and_finish(item, percept, out)))
-            await asyncio.gather(*grading)
-        bar.close()
+                ready.append((item, percept))
+        if not ready:
+            return
+        inputs = [self._reason_input(run, item, percept) for item, percept in ready]
+        for index, out in self.graph.batch_as_completed(
+            inputs, {"max_concurrency": self.options.concurrency}, return_exceptions=True, context=self._reason_context(run),
+        ):
+            item, percept = ready[index]
+            if not isinstance(out, BaseException):
+                out = {**out, "captions": None if run.mode == "blind" else out.get("captions")}  # blind: a stand-in ""
+            yield item, percept, out
 
     def _reason_input(self, run: RunSpec, item: _Item, percept: _Percept | None) -> dict[str, Any]:
         if run.mode == "blind":
@@ -288,23 +296,20 @@ class Evaluator:
             "max_recaption_rounds": self.config.max_recaption_rounds,
         }
 
-    async def _graded(
-        self, run: RunSpec, item: _Item, percept: _Percept | None, output: str, usage: list, judge: Judge | None,
-        captions: list[str] | None = None,
+    def _graded(
+        self, run: RunSpec, item: _Item, percept: _Percept | None, out: dict[str, Any], verdict: JudgeVerdict | None = None,
     ) -> SampleRecord:
-        sample = item.sample
-        prediction, via, verdict = extract(sample, output), "rule", None
-        if prediction is None and judge is not None:
-            verdict = await judge.extract(sample, output)
+        sample, output, usage = item.sample, out["reasoning"] or "", out.get("usage", [])
+        prediction, via = extract(sample, output), "rule"
+        if prediction is None and verdict is not None:
             prediction, via = verdict.answer, "judge"
         if prediction is None:
             prediction, via = direct_answer(output), "whole_output"
         grade = grade_prediction(sample, prediction, via=via)
-        record = self._record(run, item, percept, captions=captions)
-        return record.model_copy(update={
+        latency = sum(u["latency_s"] for u in (usage or (percept.usage if percept else [])))
+        return self._record(run, item, percept, captions=out.get("captions")).model_copy(update={
             "output": output, "prediction": grade.prediction, "correct": grade.correct, "method": grade.method,
-            "judge": verdict, "usage": [dict(u) for u in usage],
-            "latency_s": sum(u["latency_s"] for u in usage) if usage else sum(u["latency_s"] for u in percept.usage),
+            "judge": verdict, "usage": [dict(u) for u in usage], "latency_s": latency,
         })
 
     def _record(self, run: RunSpec, item: _Item, percept: _Percept | None, *, error: str | None = None,

@@ -1,0 +1,115 @@
+"""`python -m evals.run` end to end with the tiny models, a real local OpenAI-compatible server, and a
+real SIGKILL followed by `--resume`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evals.run import main
+from rapid_agent.models.hf import HFVisionChatModel
+
+FIXTURES = Path(__file__).parent / "fixtures" / "evals"
+REPORT_FILES = ("config.json", "samples.jsonl", "summary.json", "report.md", "accuracy.png")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def tiny_env(tiny_models, monkeypatch):
+    """Make the `tiny` spec resolve to the session's tiny models (no second build)."""
+    root = str(Path(tiny_models[0]).parent)
+    monkeypatch.setenv("RAPID_TINY_MODELS_DIR", root)
+    return os.environ | {"RAPID_TINY_MODELS_DIR": root, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture
+def captioner_calls(monkeypatch):
+    """Counts every captioner generation (each item of each micro-batch of the local vision model)."""
+    counted = {"items": 0}
+    original = HFVisionChatModel._generate_batch
+
+    def counting(self, items):
+        counted["items"] += len(items)
+        return original(self, items)
+
+    monkeypatch.setattr(HFVisionChatModel, "_generate_batch", counting)
+    return counted
+
+
+def summary_without_timing(folder: Path) -> dict:
+    data = json.loads((folder / "summary.json").read_text())
+    data.pop("timing")
+    return data
+
+
+def test_two_reasoners_local_and_served_over_two_fixture_benchmarks(tiny_env, reasoner_server, captioner_calls, tmp_path, capsys):
+    common = [
+        "--captioner", "tiny", "--reasoner", "tiny", "--reasoner", reasoner_server.spec,
+        "--benchmark", f"mmstar={FIXTURES / 'mmstar'}", "--benchmark", f"mathvista={FIXTURES / 'mathvista'}",
+        "--max-new-tokens", "12", "--caption-max-new-tokens", "12", "--cache", str(tmp_path / "cache.sqlite"),
+        "--concurrency", "4", "--no-progress",
+    ]
+    assert main([*common, "--output-dir", str(tmp_path / "first")]) == 0
+    samples = 3 + 4  # MMStar and MathVista fixture rows
+    assert captioner_calls["items"] == 2 * samples  # one caption + one tentative answer per sample, for both reasoners
+    out = capsys.readouterr().out
+    assert "caption  :" in out and "question :" in out and "| run | mathvista | mmstar |" in out
+    for name in REPORT_FILES:
+        assert (tmp_path / "first" / name).is_file(), name
+    summary = json.loads((tmp_path / "first" / "summary.json").read_text())
+    served = f"reasoner@127.0.0.1:{reasoner_server.port} [decoupled]"
+    assert set(summary["runs"]) == {"tiny [decoupled]", served}
+    for run in summary["runs"].values():
+        assert {b: r["accuracy"]["n"] for b, r in run["benchmarks"].items()} == {"mmstar": 3, "mathvista": 4}
+        assert all(r["errors"] == 0 for r in run["benchmarks"].values())
+    records = [json.loads(line) for line in (tmp_path / "first" / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * samples and all(r["error"] is None for r in records)
+    assert all(u["output_tokens"] > 0 for r in records if r["run"] == served for u in r["usage"])
+
+    captioner_calls["items"] = 0
+    assert main([*common, "--output-dir", str(tmp_path / "second")]) == 0
+    assert captioner_calls["items"] == 0  # every caption and tentative answer came from the cache
+    assert "captioner calls: 0 (cache hits: 14)" in capsys.readouterr().out
+    second = [json.loads(line) for line in (tmp_path / "second" / "samples.jsonl").read_text().splitlines()]
+    assert all(r["perception_cached"] for r in second)
+    first_captions = {(r["run"], r["benchmark"], r["id"]): r["captions"] for r in records}
+    assert all(first_captions[(r["run"], r["benchmark"], r["id"])] == r["captions"] for r in second)
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_summary(tiny_env, tiny_reasoner_path, tmp_path, capsys):
+    # deterministic decoding: one request at a time (no padded batches) and captions only (paper-train)
+    args = [
+        "--limit", "10", "--prompt", "paper-train", "--concurrency", "1",
+        "--reasoner", "tiny", "--reasoner", f"hf:{tiny_reasoner_path}", "--max-new-tokens", "48", "--no-progress",
+    ]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evals.run", *args, "--output-dir", str(killed), "--cache", str(tmp_path / "a.sqlite")],
+        env=tiny_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1],
+    )
+    samples = killed / "samples.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if samples.is_file() and samples.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    done = samples.read_text().count("\n")
+    assert 3 <= done < 20, done  # killed midway through the 2 x 10 samples
+
+    assert main([*args, "--output-dir", str(killed), "--cache", str(tmp_path / "a.sqlite")]) == 2  # refuses to mix
+    assert "pass --resume" in capsys.readouterr().err
+    assert main([*args, "--output-dir", str(killed), "--cache", str(tmp_path / "a.sqlite"), "--resume"]) == 0
+    assert f"new results: {20 - done}" in capsys.readouterr().out
+    assert main([*args, "--output-dir", str(tmp_path / "straight"), "--cache", str(tmp_path / "b.sqlite")]) == 0
+    assert summary_without_timing(killed) == summary_without_timing(tmp_path / "straight")
+    assert len(samples.read_text().splitlines()) == 20
