@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from rapid_agent.errors import BackendError
@@ -55,10 +56,13 @@ def _transformers_cli() -> str:
 class LocalOpenAIServer:
     """`transformers serve MODEL` on a free loopback port, stopped by its process id on exit."""
 
-    def __init__(self, model_path: str | Path, *, startup_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, model_path: str | Path, *, startup_timeout_s: float = 120.0, extra_args: Sequence[str] = ()
+    ) -> None:
         self.model_path = str(model_path)
         self.port = free_port()
         self.startup_timeout_s = startup_timeout_s
+        self.extra_args = list(extra_args)  # e.g. ["--continuous-batching"]
         self.process: subprocess.Popen | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="transformers-serve-", suffix=".log", delete=False)
 
@@ -74,7 +78,7 @@ class LocalOpenAIServer:
     def start(self) -> LocalOpenAIServer:
         command = [
             _transformers_cli(), "serve", self.model_path,
-            "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu",
+            "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu", *self.extra_args,
         ]
         env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
