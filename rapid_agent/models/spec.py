@@ -124,6 +124,7 @@ def _local_model(name: str, role: Role, generation: GenerationSettings, *, tiny:
 def _openai_model(name: str, base_url: str | None, generation: GenerationSettings) -> BaseChatModel:
     try:
         from langchain_openai import ChatOpenAI
+        from openai import DefaultAsyncHttpxClient
     except ImportError:
         raise ConfigError("openai: specs need langchain-openai (pip install 'rapid-agent[openai]')") from None
     api_key = os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base_url else None)
@@ -139,4 +140,7 @@ def _openai_model(name: str, base_url: str | None, generation: GenerationSetting
         timeout=generation.timeout_s,
         max_retries=0,  # the graph's RetryPolicy owns retries
         stream_usage=True,
+        # Its own connection pool: langchain-openai otherwise shares one async client per URL across the
+        # process, and connections opened on an event loop that has since closed fail on the next loop.
+        http_async_client=DefaultAsyncHttpxClient(),
     )
