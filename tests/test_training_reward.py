@@ -11,7 +11,9 @@ import pytest
 
 from rapid_agent import build_rapid_graph
 from rapid_agent.graph import DEFAULT_RETRY
+from rapid_agent.models.spec import ModelResolver
 from rapid_agent.testing import ScriptedChatModel, fact_reasoner
+from training.config import make_config
 from training.reward import GraphReward, caption_length, zero_variance_fraction
 
 FAST_RETRY = DEFAULT_RETRY._replace(initial_interval=0.01, jitter=False)  # same retry rule, short waits
@@ -140,3 +142,14 @@ def test_partial_failures_average_over_the_answered_samples():
 def test_length_term_and_zero_variance_groups():
     assert caption_length([], completion_ids=[[1] * 4, [1] * 16], max_tokens=16) == [-0.25, -1.0]
     assert zero_variance_fraction([1.0, 1.0, 0.0, 1.0, None, None], ["a", "a", "b", "b", "c", "c"]) == pytest.approx(2 / 3)
+
+
+def test_served_reasoner_works_on_a_fresh_event_loop(reasoner_server):
+    """TRL runs the reward on its own loop; an earlier loop's closed connections must not break it."""
+    settings = make_config({"reasoner_max_new_tokens": 4, "reasoner_temperature": 0.0}).reasoner_generation()
+    earlier = ModelResolver(generation={"reasoner": settings}).resolve(reasoner_server.spec, "reasoner")
+    asyncio.run(earlier.ainvoke("hello"))  # this loop closes, leaving its pooled connections behind
+    reasoner = ModelResolver(generation={"reasoner": settings}).resolve(reasoner_server.spec, "reasoner")
+    logs = Logs()
+    rewards = _call(GraphReward(build_rapid_graph(reasoner=reasoner)), ["a", "b", "c"], "3", logs=logs)
+    assert logs.metrics["vpo/reasoner_errors"] == [0.0] and all(r is not None for r in rewards)

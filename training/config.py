@@ -94,6 +94,9 @@ class VPOConfig(BaseModel):
     reasoner_max_new_tokens: int = Field(4096, gt=0)
     reasoner_timeout_s: float = Field(600.0, gt=0, description="Bound on one reasoner call (then retried).")
     reasoner_concurrency: int = Field(64, gt=0, description="Concurrent reasoner calls (local HF: micro-batch size).")
+    reasoner_batch_wait_s: float = Field(
+        0.1, ge=0, description="Local HF reasoner: how long to gather a step's calls into one generate."
+    )
     failed_reward: float | None = Field(
         None, description="Reward of a caption whose reasoner calls all failed; None leaves it out of the loss."
     )
@@ -224,7 +227,7 @@ class VPOConfig(BaseModel):
         return GenerationSettings(
             temperature=self.reasoner_temperature, top_p=self.reasoner_top_p,
             max_new_tokens=self.reasoner_max_new_tokens, timeout_s=self.reasoner_timeout_s,
-            max_batch_size=self.reasoner_concurrency,
+            max_batch_size=self.reasoner_concurrency, max_wait_s=self.reasoner_batch_wait_s,
         )
 
     @property
