@@ -151,13 +151,12 @@ def markdown(summary: Summary) -> str:
     detail = [b for b in benches if any(run.benchmarks[b].metrics for run in summary.runs.values() if b in run.benchmarks)]
     if detail:
         lines += ["", "## Sub-metrics"]
-    for bench in detail:
-        names = sorted({m for run in summary.runs.values() if bench in run.benchmarks for m in run.benchmarks[bench].metrics})
-        lines += ["", f"### {bench}", "", _row(["run", *names]), _row(["---"] * (len(names) + 1))]
-        for label, run in summary.runs.items():
-            if bench in run.benchmarks:
-                metrics = run.benchmarks[bench].metrics
-                lines.append(_row([label, *[_cell(metrics[m]) if m in metrics else "—" for m in names]]))
+    for bench in detail:  # one row per sub-metric (MMMU has 36), one column per run
+        runs = {label: run.benchmarks[bench].metrics for label, run in summary.runs.items() if bench in run.benchmarks}
+        names = sorted({m for metrics in runs.values() for m in metrics})
+        lines += ["", f"### {bench}", "", _row(["metric", *runs]), _row(["---"] * (len(runs) + 1))]
+        for name in names:
+            lines.append(_row([name, *[_cell(metrics[name]) if name in metrics else "—" for metrics in runs.values()]]))
     if summary.comparisons:
         lines += ["", "## Paired comparisons (A − B on the samples both evaluated)", "",
                   _row(["benchmark", "A", "B", "n", "A %", "B %", "A − B [95% paired bootstrap]", "only A right",
@@ -201,7 +200,7 @@ def plot(summary: Summary, path: Path) -> None:
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title("Accuracy per run (95% intervals)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

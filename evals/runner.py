@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from evals.benchmarks import get_benchmark
 from evals.cache import Entry, PerceptionCache, image_hash, model_identity, perception_key
 from evals.config import EvalConfig, RunSpec
+from evals.console import describe_record
 from evals.endpoints import check_endpoints
 from evals.judge import Judge, JudgeVerdict
 from evals.report import Summary, write_reports
@@ -57,7 +58,9 @@ class RunOptions(BaseModel):
     concurrency: int = Field(8, gt=0)
     retries: int = Field(3, ge=0, description="Extra attempts for transient backend errors.")
     retry_initial_s: float = Field(1.0, ge=0, description="First backoff wait; doubles per attempt (max 30 s).")
-    cache_path: Path | None = Field(default_factory=default_cache_path, description="None: no caption cache.")
+    cache_path: Path | None = Field(
+        default_factory=default_cache_path, description="None: captions live in memory for this invocation only."
+    )
     show: int = Field(3, ge=0, description="Samples printed in full per run.")
     progress: bool = True
 
@@ -362,32 +365,3 @@ def _seed_torch(seed: int) -> None:
     except ImportError:
         return
     torch.manual_seed(seed)
-
-
-def _clip(text: str | None, limit: int, *, tail: bool = False) -> str:
-    """Printable, one-line, shortened text for the console."""
-    if text is None:
-        return "—"
-    flat = " ⏎ ".join(line.strip() for line in text.strip().splitlines() if line.strip())
-    flat = "".join(c if c.isprintable() else "·" for c in flat)
-    if len(flat) <= limit:
-        return flat
-    return "…" + flat[-limit:] if tail else flat[:limit] + "…"
-
-
-def describe_record(record: SampleRecord) -> str:
-    """A sample as a human reads it: question, caption, tentative answer, output, verdict."""
-    mark = "ERROR" if record.error else ("✓ correct" if record.correct else "✗ wrong")
-    lines = [f"── {record.run} · {record.benchmark}/{record.id} · {mark}", f"   question : {_clip(record.question, 200)}"]
-    if record.options:
-        lines.append("   options  : " + "  ".join(f"{chr(65 + i)}. {_clip(o, 40)}" for i, o in enumerate(record.options)))
-    if record.captions:
-        lines.append(f"   caption  : {_clip(record.captions[0], 240)}")
-    if record.tentative_answer is not None and record.mode != "direct":
-        lines.append(f"   tentative: {_clip(record.tentative_answer, 160)}")
-    if record.error:
-        lines.append(f"   error    : {_clip(record.error, 300)}")
-    else:
-        lines.append(f"   output   : {_clip(record.output, 240, tail=True)}")
-        lines.append(f"   answer   : {_clip(record.prediction, 60)}   (gold: {' | '.join(record.gold)})")
-    return "\n".join(lines)

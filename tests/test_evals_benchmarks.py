@@ -230,3 +230,10 @@ def test_parquet_row_without_image_is_named(tmp_path):
     table.to_parquet(str(tmp_path / "val.parquet"))
     with pytest.raises(InputError, match="val.parquet row 1: missing image in column 'image'"):
         get_benchmark("mmstar").load(path=tmp_path)
+
+
+def test_a_single_data_file_loads_and_an_unreadable_one_is_named(tmp_path):
+    assert [s.id for s in get_benchmark("mmstar").load(path=FIXTURES / "mmstar" / "val.parquet")] == ["0", "1", "2"]
+    (tmp_path / "val.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(InputError, match=r"cannot read '.*val.parquet'"):
+        get_benchmark("mmstar").load(path=tmp_path)

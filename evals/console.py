@@ -1,0 +1,34 @@
+"""Console rendering of sample records: what a person reads while an eval runs."""
+
+from __future__ import annotations
+
+from evals.store import SampleRecord
+
+
+def clip(text: str | None, limit: int, *, tail: bool = False) -> str:
+    """Printable, one-line, shortened text for the console."""
+    if text is None:
+        return "—"
+    flat = " ⏎ ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+    flat = "".join(c if c.isprintable() else "·" for c in flat)
+    if len(flat) <= limit:
+        return flat
+    return "…" + flat[-limit:] if tail else flat[:limit] + "…"
+
+
+def describe_record(record: SampleRecord) -> str:
+    """A sample as a human reads it: question, caption, tentative answer, output, verdict."""
+    mark = "ERROR" if record.error else ("✓ correct" if record.correct else "✗ wrong")
+    lines = [f"── {record.run} · {record.benchmark}/{record.id} · {mark}", f"   question : {clip(record.question, 200)}"]
+    if record.options:
+        lines.append("   options  : " + "  ".join(f"{chr(65 + i)}. {clip(o, 40)}" for i, o in enumerate(record.options)))
+    if record.captions:
+        lines.append(f"   caption  : {clip(record.captions[0], 240)}")
+    if record.tentative_answer is not None and record.mode != "direct":
+        lines.append(f"   tentative: {clip(record.tentative_answer, 160)}")
+    if record.error:
+        lines.append(f"   error    : {clip(record.error, 300)}")
+    else:
+        lines.append(f"   output   : {clip(record.output, 240, tail=True)}")
+        lines.append(f"   answer   : {clip(record.prediction, 60)}   (gold: {' | '.join(record.gold)})")
+    return "\n".join(lines)
