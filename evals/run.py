@@ -63,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--batch-size", type=int, default=8, help="micro-batch size of local hf: models")
     gen.add_argument("--seed", type=int, default=0)
     run = p.add_argument_group("execution")
-    run.add_argument("--output-dir", type=Path, help="default: runs/evals/<config digest>")
+    run.add_argument("--output-dir", type=Path,
+                     help="default: runs/evals/<config digest> (named by the configuration; re-running resumes it)")
     run.add_argument("--resume", action="store_true", help="continue the run in --output-dir, skipping finished samples")
     run.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
     run.add_argument("--retries", type=int, default=3, help="retries of transient backend errors, with backoff")
@@ -133,12 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = args.output_dir
     try:
         config = config_from_args(args)
+        # the default folder is named by the configuration, so it can only hold this run: re-running continues it
+        resume = args.resume or output_dir is None
         output_dir = output_dir or Path("runs") / "evals" / config.digest()
         options = RunOptions(
-            output_dir=output_dir, resume=args.resume, concurrency=args.concurrency, retries=args.retries,
+            output_dir=output_dir, resume=resume, concurrency=args.concurrency, retries=args.retries,
             cache_path=None if args.no_cache else args.cache, show=args.show, progress=not args.no_progress,
         )
-        print(f"output: {output_dir}  (continue an interrupted run with --resume)", flush=True)
+        hint = "re-running the same command continues it" if args.output_dir is None else "continue it with --resume"
+        print(f"output: {output_dir}  ({hint})", flush=True)
         result = run_eval(config, options)
     except RapidError as exc:
         print(f"error: {exc}", file=sys.stderr)
