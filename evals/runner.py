@@ -156,12 +156,17 @@ class Evaluator:
 
     # ------------------------------------------------------------------ perception
 
+    def _perceived(self, run: RunSpec) -> set[str]:
+        """The captioner outputs a run uses: its caption and/or tentative answer (none when blind)."""
+        if run.mode == "decoupled":
+            return {"caption"} | ({"tentative"} if self.preset.uses_tentative else set())
+        return {"tentative"} if run.mode == "direct" else set()
+
     def _perceive(self, runs: list[RunSpec], todo: dict[str, list[_Item]], cache: PerceptionCache | None) -> dict:
         """Caption (and tentative answer) of every sample a pending run needs, from cache or the graph."""
         kinds: dict[tuple[str, str], set[str]] = {}
         for run in runs:
-            wanted = {"decoupled": {"caption"} | ({"tentative"} if self.preset.uses_tentative else set()),
-                      "direct": {"tentative"}, "blind": set()}[run.mode]
+            wanted = self._perceived(run)
             for item in todo[run.label] if wanted else []:
                 kinds.setdefault((item.bench, item.sample.id), set()).update(wanted)
         if not kinds:
@@ -325,7 +330,8 @@ class Evaluator:
             captions=captions or ([percept.caption] if percept and percept.caption is not None else []),
             tentative_answer=percept.tentative if percept else None, error=error,
             perception_cached=percept.cached if percept else None,
-            perception_usage=list(percept.usage) if percept else [], metadata=sample.metadata,
+            perception_usage=[u for u in percept.usage if u["node"] in self._perceived(run)] if percept else [],
+            metadata=sample.metadata,
         )
 
     def _bar(self, total: int, desc: str) -> tqdm:

@@ -136,6 +136,7 @@ def test_direct_and_blind_modes(tmp_path):
     assert all(r.captions == [] and r.tentative_answer is None and r.perception_usage == [] for r in records)
     direct = next(r for r in read_records(tmp_path / "run" / "samples.jsonl").values() if r.mode == "direct")
     assert direct.output.startswith("Looking at it") and direct.method.startswith("rule:")
+    assert [u["node"] for u in direct.perception_usage] == ["tentative"]  # its cost: the answer, not the caption
     comparison = next(
         c for c in result.summary.comparisons if {c.a, c.b} == {"r1 [decoupled]", "r1 [blind]"} and c.benchmark == "bundled"
     )
