@@ -69,22 +69,22 @@ class RunStore:
         """Open (or create) `folder` for `config`; refuses a different config, or old results without `resume`."""
         store = cls(Path(folder).expanduser())
         config_path = store.folder / CONFIG_FILE
-        if config_path.is_file():
+        count = len(store.records())
+        if config_path.is_file() and count:
             old = json.loads(config_path.read_text())
             if old != config:
                 raise ConfigError(
                     f"refusing to mix results: {str(store.folder)!r} holds a run with a different configuration "
                     f"({_differences(old, config)}); choose another --output-dir or delete that folder"
                 )
-            count = len(store.records())
-            if count and not resume:
+            if not resume:
                 raise ConfigError(
                     f"{str(store.folder)!r} already holds {count} results of this configuration; pass --resume to "
                     "continue it (finished samples are kept), or choose another --output-dir"
                 )
-        else:
-            if store.samples_path.exists():
-                raise ConfigError(f"{str(store.folder)!r} has {SAMPLES_FILE} but no {CONFIG_FILE}; refusing to mix results")
+        elif count:
+            raise ConfigError(f"{str(store.folder)!r} has {SAMPLES_FILE} but no {CONFIG_FILE}; refusing to mix results")
+        else:  # a new folder, or one whose run stopped before any result (e.g. an unreachable endpoint)
             store.folder.mkdir(parents=True, exist_ok=True)
             config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         store._repair_tail()

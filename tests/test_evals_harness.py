@@ -18,7 +18,7 @@ from evals.merge import merge
 from evals.run import main
 from evals.runner import RunOptions, run_eval
 from evals.store import read_records
-from rapid_agent.errors import ConfigError, InputError
+from rapid_agent.errors import BackendError, ConfigError, InputError
 from rapid_agent.local_server import free_port
 from rapid_agent.models.spec import GenerationSettings
 from rapid_agent.prompts import get_preset
@@ -181,6 +181,9 @@ def test_resume_after_a_torn_write_gives_the_uninterrupted_summary(tmp_path):
 
 
 def test_an_output_dir_of_another_config_is_refused(tmp_path):
+    unreachable = f"openai:m@http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(BackendError, match="unreachable"):  # stopped before any result: the folder may be reused
+        run_eval(config(reasoners=(unreachable,)), options(tmp_path), models=models())
     run_eval(config(reasoners=("r1",)), options(tmp_path), models=models())
     with pytest.raises(ConfigError, match="already holds 7 results of this configuration; pass --resume"):
         run_eval(config(reasoners=("r1",)), options(tmp_path), models=models())
