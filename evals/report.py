@@ -82,7 +82,7 @@ def _run_summary(records: list[SampleRecord], seed: int) -> RunSummary:
     for record in records:
         by_bench[record.benchmark].append(record)
     benchmarks = {}
-    for label, rs in by_bench.items():
+    for label, rs in sorted(by_bench.items()):
         bench = get_benchmark(label.split(":")[0])
         outcomes = [r.outcome() for r in rs]
         metrics = bench.metrics(outcomes, seed=seed) if bench.metrics else {}
