@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from rapid_agent import build_rapid_graph
 from rapid_agent.local_server import free_port
 from rapid_agent.models.hf import HFVisionChatModel
-from rapid_agent.models.spec import ModelResolver
+from rapid_agent.models.spec import GenerationSettings, ModelResolver
 from rapid_agent.testing import ScriptedChatModel, fact_reasoner
 from training import vpo
 from training.config import make_config
@@ -35,6 +35,13 @@ def _tiny_run_flags(captioner: Path, out: Path) -> list[str]:
 
 def _log_steps(trainer_state: Path) -> list[dict]:
     return [h for h in json.loads(trainer_state.read_text())["log_history"] if "vpo/reward_mean" in h]
+
+
+def _by_spec(path: Path) -> HFVisionChatModel:
+    """The captioner the spec `hf:PATH` (as evals and the library take it) resolves to, with short captions."""
+    model = ModelResolver(generation={"captioner": GenerationSettings(max_new_tokens=8)}).resolve(f"hf:{path}", "captioner")
+    assert isinstance(model, HFVisionChatModel)
+    return model
 
 
 def _describe(captioner) -> dict:
@@ -82,9 +89,20 @@ def test_run_with_served_reasoner_and_lora_writes_an_adapter_the_core_loads(lora
     assert all(s["vpo/reasoner_errors"] == 0 and s["vpo/reasoner_latency_s"] > 0 for s in steps)
     assert (lora_run / "adapter_config.json").is_file() and not (lora_run / "model.safetensors").exists()
     assert reasoner_server.spec in (lora_run / "vpo_config.yaml").read_text()
-    captioner = ModelResolver().resolve(f"hf:{lora_run}", "captioner")  # the spec evals take
-    assert isinstance(captioner, HFVisionChatModel)
-    assert len(_describe(captioner)["captions"]) == 1
+    assert len(_describe(_by_spec(lora_run))["captions"]) == 1
+
+
+@pytest.mark.parametrize("served, lora", [(False, True), (True, False)])
+def test_the_other_reasoner_and_lora_combinations(served, lora, request, tmp_path, tiny_captioner_path,
+                                                  tiny_reasoner_path):
+    reasoner = request.getfixturevalue("reasoner_server").spec if served else f"hf:{tiny_reasoner_path}"
+    out = tmp_path / "run"
+    flags = [*_tiny_run_flags(tiny_captioner_path, out), "--reasoner", reasoner, "--save-steps", "2"]
+    assert vpo.main(flags + (["--use-lora", "--lora-r", "4"] if lora else [])) == 0
+    steps = _log_steps(out / "checkpoint-2" / "trainer_state.json")
+    assert [s["step"] for s in steps] == [1, 2] and all(s["vpo/reasoner_errors"] == 0 for s in steps)
+    assert (out / "adapter_config.json").is_file() == lora
+    assert len(_describe(_by_spec(out))["captions"]) == 1
 
 
 def test_export_merges_the_lora_into_full_weights(lora_run, tmp_path):
@@ -157,3 +175,18 @@ def test_vpo_raises_the_reward_of_a_tiny_captioner(tmp_path, tiny_captioner_path
     assert len(learned) == 20 and 0.05 < start < 0.6  # random captions sometimes hold a digit
     assert end - start > 0.35, learned
     assert abs(sum(frozen[-4:]) / 4 - sum(frozen[:4]) / 4) < 0.25, frozen  # noise alone does not clear the margin
+
+
+@pytest.mark.parametrize("run", ["full_run", "lora_run"])
+def test_evals_cli_scores_the_trained_captioner(run, request, tmp_path, tiny_reasoner_path):
+    from evals.run import main as evals_main
+
+    checkpoint = request.getfixturevalue(run)
+    out = tmp_path / "evals"
+    argv = ["--captioner", f"hf:{checkpoint}", "--reasoner", f"hf:{tiny_reasoner_path}", "--limit", "2",
+            "--max-new-tokens", "8", "--caption-max-new-tokens", "8", "--output-dir", str(out), "--no-cache",
+            "--no-progress"]
+    assert evals_main(argv) == 0
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 2
+    assert all(s["captioner"] == f"hf:{checkpoint}" and s["error"] is None and s["captions"] for s in samples)
