@@ -202,8 +202,7 @@ class Evaluator:
             return percepts
         check_endpoints([("captioner", self.config.captioner)], skip=self.models)
         preset = self.preset.model_copy(update={"uses_tentative": any("tentative" in m for _, m, _ in pending)})
-        context = {"captioner": self.model(self.config.captioner, "captioner"), "reasoner": _NOT_CALLED,
-                   "prompt_preset": preset}
+        context = {"captioner": self.model(self.config.captioner, "captioner"), "prompt_preset": preset}
         with self._bar(len(pending), "perception (captioner)") as bar:
             for index, out in self.graph.batch_as_completed(
                 [inputs for _, _, inputs in pending], {"max_concurrency": self.options.concurrency},
@@ -338,18 +337,7 @@ class Evaluator:
         return tqdm(total=total, desc=desc, unit="sample", disable=not self.options.progress, dynamic_ncols=True)
 
 
-class _NotCalled(BaseChatModel):
-    """The reasoner slot of the perception pass, which stops before `reason`: calling it is a bug."""
 
-    @property
-    def _llm_type(self) -> str:
-        return "not-called"
-
-    def _generate(self, *args: Any, **kwargs: Any):
-        raise RuntimeError("the perception pass must stop before the reasoner")
-
-
-_NOT_CALLED = _NotCalled()
 
 
 def _graph_input(sample: Sample, *, images: bool) -> dict[str, Any]:

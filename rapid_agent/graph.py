@@ -54,7 +54,7 @@ class _GraphState(RapidState):
 @dataclass(frozen=True)
 class _Settings:
     captioner: BaseChatModel | None
-    reasoner: BaseChatModel
+    reasoner: BaseChatModel | None
     preset: PromptPreset
     max_recaption_rounds: int
 
@@ -115,12 +115,10 @@ def build_rapid_graph(
         context = get_runtime(RapidContext).context or RapidContext()
         captioner_ = _pick(context.captioner, defaults.captioner)
         reasoner_ = _pick(context.reasoner, defaults.reasoner)
-        if reasoner_ is None:
-            raise ConfigError("no reasoner: pass one to build_rapid_graph or in RapidContext(reasoner=...)")
         rounds = _pick(context.max_recaption_rounds, defaults.max_recaption_rounds)
         return _Settings(
             captioner=resolver.resolve(captioner_, "captioner") if captioner_ is not None else None,
-            reasoner=resolver.resolve(reasoner_, "reasoner"),
+            reasoner=resolver.resolve(reasoner_, "reasoner") if reasoner_ is not None else None,
             preset=get_preset(_pick(context.prompt_preset, defaults.prompt_preset)),
             max_recaption_rounds=rounds,
         )
@@ -181,6 +179,8 @@ def build_rapid_graph(
         if may_ask:
             user += RECAPTION_INSTRUCTION
         messages = [SystemMessage(s.preset.reasoner_system), HumanMessage(user)]
+        if s.reasoner is None:
+            raise ConfigError("no reasoner: pass one to build_rapid_graph or in RapidContext(reasoner=...)")
         return s.reasoner, messages, {"may_ask": may_ask}
 
     def reason_update(state: _GraphState, reply: AIMessage, may_ask: bool) -> dict[str, Any]:

@@ -245,3 +245,14 @@ def test_updates_stream_each_node_and_messages_stream_tokens(captioner, reasoner
     ]
     assert len(reason_tokens) > 3
     assert "".join(reason_tokens).endswith("\\boxed{3}.")
+
+
+def test_perception_only_pass_stops_before_reason_without_a_reasoner(captioner, circles_image):
+    """Caption once, reason many: the eval harness captions with `interrupt_before=["reason"]`."""
+    graph = build_rapid_graph(captioner, prompt_preset="paper-eval")
+    result = graph.invoke({"images": [circles_image], "question": "How many?"}, interrupt_before=["reason"])
+    assert result["captions"] == ["The picture shows three red circles."]
+    assert result["tentative_answer"] == "The picture shows three red circles."
+    assert "reasoning" not in result
+    with pytest.raises(ConfigError, match="no reasoner"):
+        graph.invoke({"images": [circles_image], "question": "How many?"})
