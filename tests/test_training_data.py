@@ -120,6 +120,8 @@ def test_virl39k_layout_from_the_hub(tmp_path, monkeypatch):
         ({"qid": "x7", "question": "How many?", "answer": "3", "image": "missing.png"}, ImageInputError,
          r"row 1 \(id x7\).*image file not found: .*missing.png"),
         ({"qid": "x7", "question": " ", "answer": "3", "image": "a.png"}, InputError, r"row 1 \(id x7\).*no question"),
+        ({"qid": "x7", "question": "Q?", "answer": "3", "image": "a.png", "answer_type": "numeric"}, InputError,
+         r"row 1 \(id x7\).*unknown answer_type 'numeric'"),
     ],
 )
 def test_bad_rows_are_named(tmp_path, row, error, message):

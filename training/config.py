@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rapid_agent.answers import AnswerType
 from rapid_agent.errors import ConfigError
 from rapid_agent.models.spec import GenerationSettings
 from rapid_agent.prompts import get_preset
@@ -101,7 +102,7 @@ class VPOConfig(BaseModel):
         None, description="Reward of a caption whose reasoner calls all failed; None leaves it out of the loss."
     )
     length_penalty: float = Field(0.0, ge=0, description="Weight of the -tokens/max_completion_length reward term.")
-    answer_type: str = Field("auto", description="Grader answer type when a row has none (rapid_agent.answers).")
+    answer_type: AnswerType = Field("auto", description="Grader answer type for rows without one (rapid_agent.answers).")
 
     # GRPO (TRL GRPOConfig fields of the same name)
     num_generations: int = Field(4, description="Group size G: captions sampled per question.")

@@ -29,7 +29,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from rapid_agent import RapidContext, build_rapid_graph, grade
-from rapid_agent.answers import last_boxed
+from rapid_agent.answers import ANSWER_TYPES, last_boxed
 from rapid_agent.errors import ConfigError, ImageInputError, InputError
 from rapid_agent.images import ImagePolicy, load_images
 from rapid_agent.models.spec import ModelResolver
@@ -104,12 +104,15 @@ def normalize_row(
         options = json.loads(options) if options.strip().startswith("[") else None
     if options is not None and (not isinstance(options, (list, tuple)) or not all(isinstance(o, str) for o in options)):
         raise InputError(f"{name}: options must be a list of strings, got {options!r:.100}")
+    answer_type = str(item.get("answer_type") or default_answer_type)
+    if answer_type not in ANSWER_TYPES:
+        raise InputError(f"{name}: unknown answer_type {answer_type!r}; expected one of {', '.join(ANSWER_TYPES)}")
     images = _image_entries(item.get("images", item.get("image")), name, image_root)
     return {
         "question": strip_image_tags(question),
         "options": list(options or []),
         "answer": gold,
-        "answer_type": str(item.get("answer_type") or default_answer_type),
+        "answer_type": answer_type,
         "images": images,
         "row_id": row_id,
     }

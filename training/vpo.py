@@ -37,9 +37,6 @@ from training.config import (
 from training.data import filter_by_difficulty, load_training_data
 from training.reward import GraphReward, caption_length
 
-log = logging.getLogger("training.vpo")
-
-
 # ---------------------------------------------------------------------------------------------- CLI
 
 
@@ -50,12 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="YAML file of VPOConfig fields (flags override it)")
     for name, field in VPOConfig.model_fields.items():
-        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         help_text = _help(name, field.description, field.default)
         kind, optional = _base_type(field.annotation)
+        flags = [f"--{name.replace('_', '-')}"]
         if kind is bool and not optional:
             parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, help=help_text)
-        elif kind is list:
+            continue
+        flags += [f"--{name}"] if "_" in name else []  # TRL's spelling too
+        if kind is list:
             parser.add_argument(*flags, dest=name, nargs="+", metavar="VALUE", help=help_text)
         else:
             parser.add_argument(*flags, dest=name, metavar=name.upper(), help=help_text)
@@ -119,6 +118,8 @@ def build_trainer(config: VPOConfig, *, reasoner: BaseChatModel | None = None, t
     from trl import GRPOTrainer
 
     config.check_batch(world_size())
+    weights = [1.0] + ([config.length_penalty] if config.length_penalty > 0 else [])
+    args = grpo_args(config, reward_weights=weights)
     resolver = ModelResolver(generation={"reasoner": config.reasoner_generation()})
     reasoner_model = resolver.resolve(reasoner if reasoner is not None else config.reasoner, "reasoner")
     graph = build_rapid_graph(
@@ -127,11 +128,13 @@ def build_trainer(config: VPOConfig, *, reasoner: BaseChatModel | None = None, t
         resolver=resolver,
         call_timeout_s=config.reasoner_timeout_s,
     )
-    dataset = train_dataset if train_dataset is not None else load_training_data(config)
-    if config.startup_check:
-        check_reasoner(graph, dataset[0], config.reasoner if reasoner is None else type(reasoner).__name__)
-    if config.difficulty_filter:
-        dataset = filter_by_difficulty(dataset, config, reasoner_model)
+    # the main process downloads, extracts and measures pass rates first; the others then read its caches
+    with args.main_process_first(desc="VPO training data"):
+        dataset = train_dataset if train_dataset is not None else load_training_data(config)
+        if config.startup_check:
+            check_reasoner(graph, dataset[0], config.reasoner if reasoner is None else type(reasoner).__name__)
+        if config.difficulty_filter:
+            dataset = filter_by_difficulty(dataset, config, reasoner_model)
 
     reward_funcs: list[Any] = [
         GraphReward(
@@ -141,16 +144,14 @@ def build_trainer(config: VPOConfig, *, reasoner: BaseChatModel | None = None, t
             failed_reward=config.failed_reward,
         )
     ]
-    weights = [1.0]
     if config.length_penalty > 0:
         reward_funcs.append(functools.partial(caption_length, max_tokens=config.max_completion_length))
-        weights.append(config.length_penalty)
-
-    save_yaml(config, f"{config.output_dir}/vpo_config.yaml")
+    if args.should_save:
+        save_yaml(config, f"{config.output_dir}/vpo_config.yaml")
     return GRPOTrainer(
         model=config.captioner_path(),
         reward_funcs=reward_funcs,
-        args=grpo_args(config, reward_weights=weights),
+        args=args,
         train_dataset=dataset,
         peft_config=lora_config(config),
     )
