@@ -97,10 +97,14 @@ def test_the_other_reasoner_and_lora_combinations(served, lora, request, tmp_pat
                                                   tiny_reasoner_path):
     reasoner = request.getfixturevalue("reasoner_server").spec if served else f"hf:{tiny_reasoner_path}"
     out = tmp_path / "run"
-    flags = [*_tiny_run_flags(tiny_captioner_path, out), "--reasoner", reasoner, "--save-steps", "2"]
+    flags = [*_tiny_run_flags(tiny_captioner_path, out), "--reasoner", reasoner, "--save-steps", "2",
+             "--length-penalty", "0.5", "--max-completion-length", "6"]
     assert vpo.main(flags + (["--use-lora", "--lora-r", "4"] if lora else [])) == 0
     steps = _log_steps(out / "checkpoint-2" / "trainer_state.json")
     assert [s["step"] for s in steps] == [1, 2] and all(s["vpo/reasoner_errors"] == 0 for s in steps)
+    # the weighted length term is a second reward, logged on its own: minus the caption tokens over the cap
+    assert all(s["rewards/caption_length/mean"] == pytest.approx(-s["vpo/caption_length"] / 6) for s in steps)
+    assert all(s["rewards/caption_length/mean"] < 0 for s in steps)
     assert (out / "adapter_config.json").is_file() == lora
     assert len(_describe(_by_spec(out))["captions"]) == 1
 

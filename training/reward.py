@@ -44,7 +44,6 @@ class GraphReward:
         samples: int = 1,
         concurrency: int = 64,
         failed_reward: float | None = None,
-        examples_logged: int = 2,
     ) -> None:
         if samples < 1 or concurrency < 1:
             raise ValueError("samples and concurrency must be >= 1")
@@ -52,7 +51,6 @@ class GraphReward:
         self.samples = samples
         self.concurrency = concurrency
         self.failed_reward = failed_reward
-        self.examples_logged = examples_logged
 
     async def __call__(
         self,
@@ -113,8 +111,6 @@ class GraphReward:
         if log_extra is not None:
             log_extra("reasoner_answer", answers)
             log_extra("gold", [str(a) for a in answer])
-        for i in range(min(self.examples_logged, n)):
-            log.info("example caption %r -> answer %s (gold %s)", captions[i][:200], answers[i], answer[i])
         return rewards
 
     def _log_metrics(self, log_metric, rewards, correct_flags, errors, latencies, captions, completion_ids, row_id):
