@@ -136,25 +136,31 @@ def http(server):
 IMAGE = data_url(png(Image.new("RGB", (96, 64), "white")))
 
 
-def test_served_run_with_context_override_then_stopped_by_pid(models, image_root):
+def test_served_run_with_context_override_then_stopped_by_pid(models, image_root, tiny_models):
     """Acceptance: langgraph dev with the repo's langgraph.json, an SDK run with an image, a question
-    and a per-run reasoner override, then the server stopped by its process id."""
+    and a per-run reasoner override, then the server stopped by its process id. The server's own
+    models are the tiny local ones (loaded in the server process); the override is a scripted endpoint."""
+    captioner_path, reasoner_path = (str(p) for p in tiny_models)
+    env = serve_env(models, image_root) | {
+        "RAPID_CAPTIONER": f"hf:{captioner_path}", "RAPID_REASONER": f"hf:{reasoner_path}", "RAPID_MAX_NEW_TOKENS": "8",
+    }
     async def runs(url: str) -> list[dict]:
         client = get_client(url=url, api_key=KEY)
         question = {"images": [IMAGE], "question": "How many circles?"}
         override = client.runs.wait(None, "rapid", input=question, context={"reasoner": models["careful"].spec})
         return await asyncio.wait_for(asyncio.gather(override, client.runs.wait(None, "rapid", input=question)), 60)
 
-    dev = LangGraphDevServer(CONFIG, env=serve_env(models, image_root)).start()
+    dev = LangGraphDevServer(CONFIG, env=env).start()
     try:
         out, plain = asyncio.run(runs(dev.url))
     finally:
         dev.stop()
 
-    assert out["answer"] == "three" and plain["answer"] == "3"
-    assert out["captions"] == ["Three red circles on white."]
-    assert [(u["node"], u["model"]) for u in out["usage"]] == [("caption", "captioner"), ("reason", "careful")]
-    assert [u["model"] for u in plain["usage"]] == ["captioner", "reasoner"]
+    assert out["answer"] == "three"  # the scripted override answered
+    assert [(u["node"], u["model"]) for u in out["usage"]] == [("caption", captioner_path), ("reason", "careful")]
+    assert [(u["node"], u["model"]) for u in plain["usage"]] == [("caption", captioner_path), ("reason", reasoner_path)]
+    assert all(0 < u["output_tokens"] <= 8 for u in plain["usage"])  # the tiny models really generated
+    assert isinstance(plain["captions"][0], str) and isinstance(plain["reasoning"], str)
     assert dev.process.returncode is not None
     with pytest.raises(ProcessLookupError):
         os.kill(dev.pid, 0)
