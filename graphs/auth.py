@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from typing import NoReturn
 
 from langgraph_sdk import Auth
 
@@ -40,7 +41,7 @@ async def authenticate(headers: dict[bytes, bytes]) -> Auth.types.MinimalUserDic
 
 
 @auth.on
-async def deny_by_default(ctx: Auth.types.AuthContext, value: dict) -> bool:
+async def deny_by_default(ctx: Auth.types.AuthContext, value: dict) -> NoReturn:
     raise Auth.exceptions.HTTPException(
         403, detail=f"{ctx.resource}.{ctx.action} is not allowed here: this server runs the RAPID graphs only"
     )
