@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 from pathlib import Path
 
@@ -89,6 +90,12 @@ def test_a_rollout_batch_of_partial_groups_is_refused_before_anything_loads(tmp_
     code = vpo.main(["--per-device-train-batch-size", "6", "--dataset", "demo", "--output-dir", str(tmp_path / "run")])
     assert code == 2 and "not divisible by num_generations" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_vllm_rollouts_without_vllm_installed_are_refused_up_front(tmp_path, capsys):
+    assert vpo.main(["--use-vllm", "--dataset", "demo", "--output-dir", str(tmp_path / "run")]) == 2
+    assert "use_vllm needs vLLM" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
 def test_grpo_arguments_come_from_the_config(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import logging
 import sys
 import types
@@ -23,7 +24,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from rapid_agent import build_rapid_graph
-from rapid_agent.errors import BackendError, RapidError
+from rapid_agent.errors import BackendError, ConfigError, RapidError
 from rapid_agent.models.spec import ModelResolver
 from training.config import (
     DIFFERS_FROM_PAPER,
@@ -118,6 +119,8 @@ def build_trainer(config: VPOConfig, *, reasoner: BaseChatModel | None = None, t
     from trl import GRPOTrainer
 
     config.check_batch(world_size())
+    if config.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("use_vllm needs vLLM: pip install 'rapid-agent[vllm]', or roll out with --no-use-vllm")
     weights = [1.0] + ([config.length_penalty] if config.length_penalty > 0 else [])
     args = grpo_args(config, reward_weights=weights)
     resolver = ModelResolver(generation={"reasoner": config.reasoner_generation()})
