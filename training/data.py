@@ -265,7 +265,7 @@ def filter_by_difficulty(dataset: Dataset, config: VPOConfig, reasoner: Any) -> 
     rates = [cached.get(row_id) for row_id in dataset["row_id"]]
     keep = [i for i, rate in enumerate(rates) if rate is None or 0.0 < rate < 1.0]
     solved = sum(rate == 1.0 for rate in rates)
-    log.warning(
+    log.info(
         "difficulty filter: kept %d of %d rows (%d always solved, %d never solved); pass rates cached in %s",
         len(keep), len(rates), solved, len(rates) - len(keep) - solved, cache_path,
     )
