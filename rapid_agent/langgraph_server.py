@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from rapid_agent.errors import BackendError
-from rapid_agent.local_server import free_port, wait_until_healthy
+from rapid_agent.local_server import ServerProcess, console_script, free_port, wait_until_healthy
 
 QUIET_ENV = {
     "LANGSMITH_TRACING": "false",
@@ -34,16 +29,10 @@ QUIET_ENV = {
 _API_LINE = re.compile(r"API:\s*(?:\x1b\[[0-9;]*m)*(http://[\w.\-\[\]:]+)")
 
 
-def _langgraph_cli() -> str:
-    beside_python = Path(sys.executable).with_name("langgraph")
-    found = str(beside_python) if beside_python.exists() else shutil.which("langgraph")
-    if not found:
-        raise BackendError("the 'langgraph' CLI is missing; pip install 'rapid-agent[serve]'")
-    return found
-
-
-class LangGraphDevServer:
+class LangGraphDevServer(ServerProcess):
     """`langgraph dev --config CONFIG` on a free loopback port; `env` is added to this process's environment."""
+
+    log_prefix = "langgraph-dev-"
 
     def __init__(
         self,
@@ -54,6 +43,7 @@ class LangGraphDevServer:
         startup_timeout_s: float = 90.0,
         allow_blocking: bool = False,
     ) -> None:
+        super().__init__()
         self.config = Path(config).resolve()
         if not self.config.is_file():
             raise BackendError(f"no LangGraph config at {self.config}")
@@ -62,31 +52,21 @@ class LangGraphDevServer:
         self.startup_timeout_s = startup_timeout_s
         self.allow_blocking = allow_blocking
         self.url: str | None = None
-        self.process: subprocess.Popen | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="langgraph-dev-", suffix=".log", delete=False)
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
 
     def start(self) -> LangGraphDevServer:
         command = [
-            _langgraph_cli(), "dev", "--no-browser", "--no-reload", "--config", str(self.config),
+            console_script("langgraph", "serve"), "dev", "--no-browser", "--no-reload", "--config", str(self.config),
             "--host", "127.0.0.1", "--port", str(free_port()), "--n-jobs-per-worker", str(self.n_jobs_per_worker),
         ]
         if self.allow_blocking:
             command.append("--allow-blocking")
-        env = os.environ | QUIET_ENV | self.env
-        self.process = subprocess.Popen(
-            command, cwd=self.config.parent, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-        )
+        self._spawn(command, os.environ | QUIET_ENV | self.env, cwd=self.config.parent)
         deadline = time.monotonic() + self.startup_timeout_s
         try:
             self.url = self._announced_url(deadline)
             wait_until_healthy(f"{self.url}/ok", max(1.0, deadline - time.monotonic()), self.process)
         except BackendError as exc:
-            self.stop()
-            raise BackendError(f"{exc}; log: {self.log_text()[-3000:]}") from None
+            raise self._fail(exc) from None
         return self
 
     def _announced_url(self, deadline: float) -> str:
@@ -97,25 +77,3 @@ class LangGraphDevServer:
                 raise BackendError(f"langgraph dev exited with code {self.process.returncode} before serving")
             time.sleep(0.1)
         raise BackendError(f"langgraph dev announced no API address within {self.startup_timeout_s:.0f}s")
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        """Stop the server by its process id (SIGTERM, then SIGKILL after 20 s)."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_text(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
-
-    def __enter__(self) -> LangGraphDevServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

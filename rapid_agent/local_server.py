@@ -17,7 +17,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rapid_agent.errors import BackendError
@@ -45,26 +46,76 @@ def wait_until_healthy(url: str, timeout_s: float, process: subprocess.Popen | N
     raise BackendError(f"{url} not healthy after {timeout_s:.0f}s")
 
 
-def _transformers_cli() -> str:
-    beside_python = Path(sys.executable).with_name("transformers")
-    found = str(beside_python) if beside_python.exists() else shutil.which("transformers")
+def console_script(name: str, extra: str) -> str:
+    """Path of an installed console script (beside this Python first), or a `BackendError` naming the extra."""
+    beside_python = Path(sys.executable).with_name(name)
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
     if not found:
-        raise BackendError("the 'transformers' CLI is missing; pip install 'rapid-agent[serve]'")
+        raise BackendError(f"the '{name}' CLI is missing; pip install 'rapid-agent[{extra}]'")
     return found
 
 
-class LocalOpenAIServer:
+class ServerProcess(ABC):
+    """A server subprocess whose output goes to a log file, stopped by its process id on exit."""
+
+    log_prefix = "server-"
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix=self.log_prefix, suffix=".log", delete=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @abstractmethod
+    def start(self) -> ServerProcess:
+        """Spawn the server and wait until it serves."""
+
+    def _spawn(self, command: list[str], env: Mapping[str, str], cwd: Path | None = None) -> None:
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, env=dict(env))
+
+    def _fail(self, exc: BackendError, tail: int = 3000) -> BackendError:
+        """Stop the half-started server; the error carries the end of its log."""
+        self.stop()
+        return BackendError(f"{exc}; log: {self.log_text()[-tail:]}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 20 s; `process.returncode` stays readable."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_text(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class LocalOpenAIServer(ServerProcess):
     """`transformers serve MODEL` on a free loopback port, stopped by its process id on exit."""
+
+    log_prefix = "transformers-serve-"
 
     def __init__(
         self, model_path: str | Path, *, startup_timeout_s: float = 120.0, extra_args: Sequence[str] = ()
     ) -> None:
+        super().__init__()
         self.model_path = str(model_path)
         self.port = free_port()
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = list(extra_args)  # e.g. ["--continuous-batching"]
-        self.process: subprocess.Popen | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="transformers-serve-", suffix=".log", delete=False)
 
     @property
     def base_url(self) -> str:
@@ -77,33 +128,12 @@ class LocalOpenAIServer:
 
     def start(self) -> LocalOpenAIServer:
         command = [
-            _transformers_cli(), "serve", self.model_path,
+            console_script("transformers", "serve"), "serve", self.model_path,
             "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu", *self.extra_args,
         ]
-        env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self._spawn(command, os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"})
         try:
             wait_until_healthy(f"http://127.0.0.1:{self.port}/health", self.startup_timeout_s, self.process)
         except BackendError as exc:
-            self.stop()
-            raise BackendError(f"{exc}; log: {self.log_text()[-2000:]}") from None
+            raise self._fail(exc) from None
         return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def log_text(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
-
-    def __enter__(self) -> LocalOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
