@@ -169,6 +169,8 @@ def build_rapid_graph(
 
     def reason_request(state: _GraphState) -> tuple[BaseChatModel, list[BaseMessage], dict[str, Any]]:
         s = settings()
+        if s.reasoner is None:
+            raise ConfigError("no reasoner: pass one to build_rapid_graph or in RapidContext(reasoner=...)")
         captions = state["captions"]
         user = s.preset.reasoner_user.format(
             caption=join_captions(captions, state.get("recaption_requests") or []),
@@ -179,8 +181,6 @@ def build_rapid_graph(
         if may_ask:
             user += RECAPTION_INSTRUCTION
         messages = [SystemMessage(s.preset.reasoner_system), HumanMessage(user)]
-        if s.reasoner is None:
-            raise ConfigError("no reasoner: pass one to build_rapid_graph or in RapidContext(reasoner=...)")
         return s.reasoner, messages, {"may_ask": may_ask}
 
     def reason_update(state: _GraphState, reply: AIMessage, may_ask: bool) -> dict[str, Any]:
