@@ -21,9 +21,9 @@ from pathlib import Path
 
 from evals.config import BenchmarkRef, EvalConfig
 from evals.runner import RunOptions, run_eval
-from rapid_agent.local_server import LocalOpenAIServer
 from rapid_agent.models.spec import GenerationSettings
 from rapid_agent.testing import ensure_tiny_models
+from rapid_agent.testing.local_servers import LocalOpenAIServer
 
 
 def timed_runs(configs: list[EvalConfig], folder: Path, cache: Path | None, concurrency: int) -> tuple[float, int]:

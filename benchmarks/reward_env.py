@@ -19,10 +19,10 @@ import time
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from rapid_agent import build_rapid_graph
-from rapid_agent.local_server import LocalOpenAIServer
 from rapid_agent.models.spec import ModelResolver
 from rapid_agent.prompts import format_question, get_preset
 from rapid_agent.testing import ensure_tiny_models
+from rapid_agent.testing.local_servers import LocalOpenAIServer
 from training.config import make_config
 from training.data import demo_rows
 from training.reward import GraphReward

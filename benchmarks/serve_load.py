@@ -45,10 +45,10 @@ from langgraph_sdk import get_client
 from PIL import Image
 
 from graphs.rapid import graph_from_env
-from rapid_agent.langgraph_server import LangGraphDevServer
 from rapid_agent.serving_client import raise_for_run_error
 from rapid_agent.testing import ScriptedChatModel
-from rapid_agent.testing_openai_server import ScriptedOpenAIServer
+from rapid_agent.testing.langgraph_server import LangGraphDevServer
+from rapid_agent.testing.openai_server import ScriptedOpenAIServer
 
 CONFIG = Path(__file__).resolve().parents[1] / "graphs" / "langgraph.json"
 API_KEY = "serve-load-key"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from rapid_agent.local_server import LocalOpenAIServer
 from rapid_agent.testing import ensure_tiny_models
+from rapid_agent.testing.local_servers import LocalOpenAIServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

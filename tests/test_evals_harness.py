@@ -19,10 +19,10 @@ from evals.run import main
 from evals.runner import RunOptions, run_eval
 from evals.store import read_records
 from rapid_agent.errors import BackendError, ConfigError, InputError
-from rapid_agent.local_server import free_port
 from rapid_agent.models.spec import GenerationSettings
 from rapid_agent.prompts import get_preset
 from rapid_agent.testing import ScriptedChatModel
+from rapid_agent.testing.local_servers import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evals"
 BENCHMARKS = (BenchmarkRef.parse("bundled"), BenchmarkRef.parse(f"mmstar={FIXTURES / 'mmstar'}"))

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from rapid_agent import BackendError, GenerationSettings, ModelResolver, RapidContext, build_rapid_graph
-from rapid_agent.local_server import free_port
+from rapid_agent.testing.local_servers import free_port
 
 pytestmark = pytest.mark.slow
 

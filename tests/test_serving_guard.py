@@ -17,7 +17,7 @@ from graphs.settings import ServeSettings
 from rapid_agent.errors import ConfigError, ImageInputError, InputError
 from rapid_agent.images import ImagePolicy, check_images, load_images
 from rapid_agent.testing import echo_captioner, fact_reasoner
-from rapid_agent.testing_openai_server import ScriptedOpenAIServer
+from rapid_agent.testing.openai_server import ScriptedOpenAIServer
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (32, 32)) -> bytes:

@@ -11,7 +11,7 @@ from langchain_openai import ChatOpenAI
 
 from rapid_agent.serving_client import encode_image
 from rapid_agent.testing import fact_reasoner
-from rapid_agent.testing_openai_server import ScriptedOpenAIServer
+from rapid_agent.testing.openai_server import ScriptedOpenAIServer
 
 
 def chat(server: ScriptedOpenAIServer, **kwargs) -> ChatOpenAI:

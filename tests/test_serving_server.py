@@ -25,10 +25,10 @@ from PIL import Image
 
 from rapid_agent import as_tool
 from rapid_agent.errors import BackendError, ConfigError, ImageInputError, InputError
-from rapid_agent.langgraph_server import LangGraphDevServer
 from rapid_agent.serving_client import RapidClient, ServiceError
 from rapid_agent.testing import ScriptedChatModel, ToolCallingScriptedModel, fact_reasoner
-from rapid_agent.testing_openai_server import ScriptedOpenAIServer
+from rapid_agent.testing.langgraph_server import LangGraphDevServer
+from rapid_agent.testing.openai_server import ScriptedOpenAIServer
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from rapid_agent import build_rapid_graph
-from rapid_agent.local_server import free_port
 from rapid_agent.models.hf import HFVisionChatModel
 from rapid_agent.models.spec import GenerationSettings, ModelResolver
 from rapid_agent.testing import ScriptedChatModel, fact_reasoner
+from rapid_agent.testing.local_servers import free_port
 from training import vpo
 from training.config import make_config
 from training.export import export_merged

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rapid_agent.errors import BackendError
-from rapid_agent.local_server import ServerProcess, console_script, free_port, wait_until_healthy
+from rapid_agent.testing.local_servers import ServerProcess, console_script, free_port, wait_until_healthy
 
 QUIET_ENV = {
     "LANGSMITH_TRACING": "false",
