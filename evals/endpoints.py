@@ -1,35 +1,35 @@
-"""A quick reachability check of OpenAI-compatible endpoints before any work starts."""
+"""The evals' pre-check of served models, before any model call (see `rapid_agent.models.served.precheck`)."""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 
-from rapid_agent.errors import BackendError
-from rapid_agent.models.spec import parse_spec
+from langchain_core.language_models import BaseChatModel
 
-TIMEOUT_S = 5.0
+from rapid_agent.models.served import precheck
+
+BUDGET_FLAGS = {
+    "captioner": "--caption-max-new-tokens",
+    "reasoner": "--reason-max-new-tokens",
+    "judge": "--reason-max-new-tokens",
+}
+"""The `python -m evals.run` flag that sets each role's token budget (the judge decodes as the reasoners do)."""
 
 
-def check_endpoints(specs: Iterable[tuple[str, str]], skip: Container[str] = ()) -> None:
-    """Raise `BackendError` naming the first `(role, spec)` whose `@URL` endpoint does not answer.
+def check_endpoints(
+    specs: Iterable[tuple[str, str]],
+    skip: Container[str] = (),
+    resolve: Callable[[str, str], BaseChatModel] | None = None,
+) -> None:
+    """Check every `(role, spec)` served model (name, reachability) and fit its budget, or raise `BackendError`.
 
-    Any HTTP answer (even an error status) counts as reachable; specs in `skip` are not checked.
+    `resolve(spec, role)` gives the model the run will call, so the fitted budget is the one it uses
+    (default: a fresh `ModelResolver`); the judge resolves as a reasoner. Specs in `skip` are not checked.
     """
-    for role, spec in specs:
-        if spec in skip:
-            continue
-        provider, _, base_url = parse_spec(spec)
-        if provider != "openai" or base_url is None:
-            continue
-        try:
-            with urllib.request.urlopen(base_url.rstrip("/") + "/models", timeout=TIMEOUT_S):
-                pass
-        except urllib.error.HTTPError:
-            continue
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise BackendError(
-                f"the {role} endpoint {base_url} is unreachable ({reason}); start the server or fix the spec {spec!r}"
-            ) from None
+    if resolve is None:
+        from rapid_agent.models.spec import ModelResolver
+
+        resolve = ModelResolver().resolve
+    pairs = [(role, resolve(spec, "captioner" if role == "captioner" else "reasoner"))
+             for role, spec in specs if spec not in skip]
+    precheck(pairs, BUDGET_FLAGS)

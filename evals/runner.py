@@ -117,12 +117,16 @@ class Evaluator:
     def run(self) -> RunResult:
         random.seed(self.config.seed)
         _seed_torch(self.config.seed)
+        # the folder is held (one run at a time) from before anything loads until its reports are written
+        with RunStore.open(self.options.output_dir, self.config.identity(), resume=self.options.resume) as store:
+            return self._run(store)
+
+    def _run(self, store: RunStore) -> RunResult:
         items = [
             _Item(ref.label, s)
             for ref in self.config.benchmarks
             for s in get_benchmark(ref.name).load(ref.split, ref.path, self.config.limit)
         ]
-        store = RunStore.open(self.options.output_dir, self.config.identity(), resume=self.options.resume)
         cache = PerceptionCache(self.options.cache_path) if self.options.cache_path else None
         try:
             done = {r.key for r in store.records() if r.error is None}
@@ -133,14 +137,13 @@ class Evaluator:
                 [("reasoner", run.reasoner) for run in pending_runs if run.reasoner]
                 + ([("judge", self.config.judge)] if self.config.judge else [])
                 + ([("captioner", self.config.captioner)] if self.config.max_recaption_rounds and pending_runs else []),
-                skip=self.models,
+                skip=self.models, resolve=self.resolver.resolve,
             )
             percepts = self._perceive(runs, todo, cache)
             judge = Judge(self.model(self.config.judge, "reasoner"), self.config.judge) if self.config.judge else None
             for run in pending_runs:
                 self._reason(run, todo[run.label], percepts, store, judge)
         finally:
-            store.close()
             if cache is not None:
                 cache.close()
         records = store.records()
@@ -200,7 +203,7 @@ class Evaluator:
                 pending.append((key, missing, inputs))
         if not pending:
             return percepts
-        check_endpoints([("captioner", self.config.captioner)], skip=self.models)
+        check_endpoints([("captioner", self.config.captioner)], skip=self.models, resolve=self.resolver.resolve)
         preset = self.preset.model_copy(update={"uses_tentative": any("tentative" in m for _, m, _ in pending)})
         context = {"captioner": self.model(self.config.captioner, "captioner"), "prompt_preset": preset}
         with self._bar(len(pending), "perception (captioner)") as bar:

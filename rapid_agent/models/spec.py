@@ -6,9 +6,12 @@ Spec strings:
     openai:MODEL@http://host:port/v1     an OpenAI-compatible server (vLLM, SGLang, transformers serve)
     openai:MODEL                         OpenAI itself (OPENAI_API_KEY)
     tiny                                 the tiny offline test models (built on first use)
+    miniworld:NAME                       a shipped miniature-world model (rapid_agent.miniworld.MODELS)
     PROVIDER:MODEL                       anything `langchain.chat_models.init_chat_model` knows
 
-The role ("captioner" or "reasoner") picks the local backend class (vision or text) for `hf:`.
+The role ("captioner" or "reasoner") picks the local backend class (vision or text) for `hf:` and
+the default token budget (`DEFAULT_MAX_NEW_TOKENS`). An `openai:MODEL@URL` model checks the served
+name and fits its budget to the served context before its first call (`rapid_agent.models.served`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ Role = Literal["captioner", "reasoner"]
 ROLES: tuple[Role, ...] = ("captioner", "reasoner")
 
 
+DEFAULT_MAX_NEW_TOKENS: dict[Role, int] = {"captioner": 1024, "reasoner": 4096}
+"""Token budget per role when none is set: captions rarely pass 1k tokens; R1-style reasoners mostly
+finish within 4k. A served model's budget is fitted to its context (`rapid_agent.models.served`)."""
+TINY_MAX_NEW_TOKENS = 64
+"""Budget of the random `tiny` models when none is set: they never stop on their own."""
+
+
 class GenerationSettings(BaseModel):
     """Decoding settings applied to models built from spec strings."""
 
@@ -33,10 +43,21 @@ class GenerationSettings(BaseModel):
 
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(1024, gt=0)
-    timeout_s: float = Field(600.0, gt=0, description="Per-request timeout for remote endpoints.")
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="Token budget per call; None: the role's default (DEFAULT_MAX_NEW_TOKENS)."
+    )
+    timeout_s: float = Field(
+        600.0, gt=0,
+        description="Per-request timeout for remote endpoints; it counts the time a request waits in the server's queue.",
+    )
     max_batch_size: int = Field(8, gt=0, description="Micro-batch size for local hf: models.")
     max_wait_s: float = Field(0.01, ge=0, description="How long a local micro-batch waits for more requests.")
+
+    def budget(self, role: Role, *, tiny: bool = False) -> int:
+        """`max_new_tokens`, or the role's default (`TINY_MAX_NEW_TOKENS` for the `tiny` models)."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        return TINY_MAX_NEW_TOKENS if tiny else DEFAULT_MAX_NEW_TOKENS[role]
 
 
 class ModelResolver:
@@ -88,15 +109,19 @@ def build_model(spec: str, role: Role, generation: GenerationSettings) -> BaseCh
     provider, name, base_url = parse_spec(spec)
     if provider in ("hf", "tiny"):
         return _local_model(name, role, generation, tiny=provider == "tiny")
+    if provider == "miniworld":
+        from rapid_agent.miniworld import model_path
+
+        return _local_model(str(model_path(name)), role, generation, tiny=False)
     if provider == "openai":
-        return _openai_model(name, base_url, generation)
+        return _openai_model(name, base_url, role, generation)
     try:
         from langchain.chat_models import init_chat_model
     except ImportError:
         raise ConfigError(f"spec {spec!r} needs the 'langchain' package (pip install langchain)") from None
     try:
         return init_chat_model(
-            name, model_provider=provider, temperature=generation.temperature, max_tokens=generation.max_new_tokens
+            name, model_provider=provider, temperature=generation.temperature, max_tokens=generation.budget(role)
         )
     except (ValueError, ImportError) as exc:
         raise ConfigError(f"cannot build model from spec {spec!r}: {exc}") from None
@@ -113,7 +138,7 @@ def _local_model(name: str, role: Role, generation: GenerationSettings, *, tiny:
     cls = HFVisionChatModel if role == "captioner" else HFTextChatModel
     return cls(
         model_path=name,
-        max_new_tokens=generation.max_new_tokens,
+        max_new_tokens=generation.budget(role, tiny=tiny),
         temperature=generation.temperature,
         top_p=generation.top_p,
         max_batch_size=generation.max_batch_size,
@@ -121,26 +146,31 @@ def _local_model(name: str, role: Role, generation: GenerationSettings, *, tiny:
     )
 
 
-def _openai_model(name: str, base_url: str | None, generation: GenerationSettings) -> BaseChatModel:
+def _openai_model(name: str, base_url: str | None, role: Role, generation: GenerationSettings) -> BaseChatModel:
+    """`ChatOpenAI` for OpenAI itself; a `ServedChatModel` (name check, fitted budget, hang watch) for `@URL`."""
     try:
         from langchain_openai import ChatOpenAI
         from openai import DefaultAsyncHttpxClient
+
+        from rapid_agent.models.served import ServedChatModel
     except ImportError:
         raise ConfigError("openai: specs need langchain-openai (pip install 'rapid-agent[openai]')") from None
     api_key = os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base_url else None)
     if api_key is None:
         raise ConfigError("openai:MODEL without @URL calls OpenAI itself and needs OPENAI_API_KEY")
-    return ChatOpenAI(
+    cls, extra = (ServedChatModel, {"role": role}) if base_url else (ChatOpenAI, {})
+    return cls(
         model=name,
         base_url=base_url,
         api_key=api_key,
         temperature=generation.temperature,
         top_p=generation.top_p,
-        max_tokens=generation.max_new_tokens,
+        max_tokens=generation.budget(role),
         timeout=generation.timeout_s,
         max_retries=0,  # the graph's RetryPolicy owns retries
         stream_usage=True,
         # Its own connection pool: langchain-openai otherwise shares one async client per URL across the
         # process, and connections opened on an event loop that has since closed fail on the next loop.
         http_async_client=DefaultAsyncHttpxClient(),
+        **extra,
     )

@@ -1,0 +1,119 @@
+"""`ServedChatModel`: `ChatOpenAI` for a self-hosted OpenAI-compatible server (vLLM, SGLang, `transformers serve`).
+
+Before its first call (or when `precheck` asks, before any model call of a run) it reads the
+server's `/models` once: a wrong model name or a URL without `/v1` fails with a message saying what
+the server serves, and a token budget larger than the served context is fitted to it with a one-line
+notice. While running it watches for a hung server: when a call times out and no call has completed
+for `hang_after_timeouts` timeouts, the server is declared unresponsive and every later call fails at
+once (not retried) instead of waiting out timeouts and retries for each remaining request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+
+import openai
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+from pydantic import Field, PrivateAttr
+
+from rapid_agent.errors import BackendError
+from rapid_agent.models.endpoints import check_model, fit_budget
+
+log = logging.getLogger(__name__)
+
+
+class ServedChatModel(ChatOpenAI):
+    """A chat model behind an OpenAI-compatible server at `openai_api_base`, checked before use."""
+
+    role: str = Field("model", description="'captioner' or 'reasoner': named in notices and errors.")
+    hang_after_timeouts: int = Field(
+        2, ge=1, description="Declare the server hung after this many timeouts' worth of time without a completed call."
+    )
+
+    _prepared: bool = PrivateAttr(False)
+    _prepare_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _last_ok: float = PrivateAttr(default_factory=time.monotonic)
+    _hung: str | None = PrivateAttr(None)
+
+    def prepare(self, setting: str = "max_new_tokens") -> None:
+        """Check the served name and fit `max_tokens` to the served context (once; later calls return at once).
+
+        `setting` names the flag or field that sets the budget, for the notice.
+        """
+        with self._prepare_lock:
+            if self._prepared:
+                return
+            served = check_model(self.openai_api_base, self.model_name, self.role)
+            if self.max_tokens is not None:
+                fitted = fit_budget(self.max_tokens, served.context)
+                if fitted != self.max_tokens:
+                    log.warning(
+                        "%s: %s at %s serves a %d-token context; its budget of %d new tokens is fitted to %d "
+                        "(the server trims it further to what each prompt leaves); set %s to choose another",
+                        self.role, self.model_name, self.openai_api_base, served.context, self.max_tokens, fitted,
+                        setting,
+                    )
+                    self.max_tokens = fitted
+            self._last_ok = time.monotonic()
+            self._prepared = True
+
+    # ---------------------------------------------------------------- calls, watched
+
+    def _generate(self, *args, **kwargs):
+        self.prepare()
+        with self._watched():
+            return super()._generate(*args, **kwargs)
+
+    async def _agenerate(self, *args, **kwargs):
+        if not self._prepared:
+            await asyncio.to_thread(self.prepare)
+        with self._watched():
+            return await super()._agenerate(*args, **kwargs)
+
+    def _stream(self, *args, **kwargs):
+        self.prepare()
+        with self._watched():
+            yield from super()._stream(*args, **kwargs)
+
+    async def _astream(self, *args, **kwargs):
+        if not self._prepared:
+            await asyncio.to_thread(self.prepare)
+        with self._watched():
+            async for chunk in super()._astream(*args, **kwargs):
+                yield chunk
+
+    @contextmanager
+    def _watched(self):
+        if self._hung is not None:
+            raise BackendError(self._hung)
+        try:
+            yield
+        except openai.APITimeoutError:
+            silent_s = time.monotonic() - self._last_ok
+            limit_s = self.hang_after_timeouts * float(self.request_timeout or 0)
+            if limit_s and silent_s >= limit_s:
+                self._hung = (
+                    f"{self.role}: the server at {self.openai_api_base} completed no call of {self.model_name} in "
+                    f"{silent_s:.0f}s ({self.hang_after_timeouts} x the {self.request_timeout:g}s timeout, which "
+                    "counts time queued on the server too): it looks hung. Check or restart it, then resume the run"
+                )
+                raise BackendError(self._hung) from None
+            raise
+        self._last_ok = time.monotonic()
+
+
+def precheck(models: Iterable[tuple[str, BaseChatModel]], settings: Mapping[str, str] | None = None) -> None:
+    """Before any model call: check every served model's name and fit its budget (see `ServedChatModel.prepare`).
+
+    `models` are `(role, model)` pairs; `settings` maps a role to the flag that sets its budget, named
+    in notices. Other chat models (local, scripted, hosted APIs) need no check and are skipped.
+    """
+    for role, model in models:
+        if isinstance(model, ServedChatModel):
+            model.prepare((settings or {}).get(role, "max_new_tokens"))
