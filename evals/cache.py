@@ -14,20 +14,25 @@ import io
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from PIL import Image
 from pydantic import BaseModel
 
+from evals.lock import StorageError
 from evals.sample import ImageSource
-from rapid_agent.errors import ConfigError
 from rapid_agent.models.hf import adapter_base
 from rapid_agent.models.spec import GenerationSettings, parse_spec
 from rapid_agent.prompts import PromptPreset, format_question
 
 Kind = Literal["caption", "tentative"]
 _SMALL_FILE = 1 << 20
+_APPLICATION_ID = 0x52415044  # "RAPD": marks a SQLite file as this cache
+_SCHEMA_VERSION = 1
+_COLUMNS = ("key", "kind", "captioner", "preset", "text", "usage", "created")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS perception (
     key TEXT PRIMARY KEY, kind TEXT NOT NULL, captioner TEXT NOT NULL, preset TEXT NOT NULL,
@@ -43,21 +48,36 @@ class Entry(BaseModel):
 
 
 class PerceptionCache:
-    """SQLite store of captioner outputs; `hits`/`misses` count this instance's lookups."""
+    """SQLite store of captioner outputs; `hits`/`misses` count this instance's lookups.
+
+    A file that is not a database, holds other tables, or another schema version is refused at
+    open; any SQLite failure (corrupt pages, full disk, read-only file) is a `StorageError`.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"cannot open the caption cache {str(self.path)!r}: {exc}") from None
         self.hits = self.misses = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._error(exc) from None
+        with self._guard():
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            with self._guard():
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("BEGIN IMMEDIATE")  # one process at a time creates or checks the schema
+                try:
+                    self._check_schema()
+                finally:
+                    self._db.execute("COMMIT")
+        except BaseException:
+            self._db.close()
+            raise
 
     def get(self, key: str) -> Entry | None:
-        row = self._db.execute("SELECT text, usage FROM perception WHERE key = ?", (key,)).fetchone()
+        with self._guard():
+            row = self._db.execute("SELECT text, usage FROM perception WHERE key = ?", (key,)).fetchone()
         if row is None:
             self.misses += 1
             return None
@@ -65,16 +85,54 @@ class PerceptionCache:
         return Entry(text=row[0], usage=json.loads(row[1]))
 
     def put(self, key: str, kind: Kind, captioner: str, preset: str, entry: Entry) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO perception VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, kind, captioner, preset, entry.text, json.dumps(entry.usage), time.time()),
-        )
+        with self._guard():
+            self._db.execute(
+                "INSERT OR REPLACE INTO perception VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, kind, captioner, preset, entry.text, json.dumps(entry.usage), time.time()),
+            )
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM perception").fetchone()[0]
+        with self._guard():
+            return self._db.execute("SELECT COUNT(*) FROM perception").fetchone()[0]
 
     def close(self) -> None:
         self._db.close()
+
+    def _check_schema(self) -> None:
+        """Create the table in a new database; refuse a database of another application or version."""
+        application = self._db.execute("PRAGMA application_id").fetchone()[0]
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if application not in (0, _APPLICATION_ID) or not tables <= {"perception"}:
+            raise self._foreign(f"application id {application:#x}, tables {sorted(tables)}")
+        if "perception" in tables:
+            columns = tuple(row[1] for row in self._db.execute("PRAGMA table_info(perception)"))
+            if columns != _COLUMNS or version not in (0, _SCHEMA_VERSION):
+                raise self._foreign(f"schema version {version}, perception columns {list(columns)}")
+        self._db.execute(_SCHEMA)
+        self._db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+        self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    def _foreign(self, found: str) -> StorageError:
+        return StorageError(
+            f"the caption cache {str(self.path)!r} is not a rapid-agent caption cache ({found}); "
+            "pass another --cache, or --no-cache"
+        )
+
+    def _error(self, exc: Exception) -> StorageError:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return StorageError(
+            f"the caption cache {str(self.path)!r} cannot be used ({reason}); delete it or make room, pass "
+            "another --cache, or --no-cache, then continue with --resume"
+        )
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn SQLite failures (corrupt file, full disk, read-only file) into a `StorageError`."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
 
 
 def perception_key(

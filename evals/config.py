@@ -6,8 +6,6 @@ instead, so a resumed run may change those freely.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evals.benchmarks import get_benchmark
-from evals.store import Mode
+from evals.store import Mode, config_digest
 from rapid_agent.errors import ConfigError
 from rapid_agent.models.spec import GenerationSettings
 from rapid_agent.prompts import get_preset
@@ -113,7 +111,8 @@ class EvalConfig(BaseModel):
         return data
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+        """Names the default output folder and tags each record (see `evals.store`)."""
+        return config_digest(self.identity())
 
 
 def display_names(specs: list[str]) -> dict[str, str]:

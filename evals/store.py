@@ -1,25 +1,34 @@
 """A run's output folder: its configuration (`config.json`) and per-sample results (`samples.jsonl`).
 
-Results are appended one JSON line per finished sample and flushed at once, so a crash, Ctrl-C or
-SIGKILL loses at most the line being written (a torn last line is dropped when the folder is
-reopened). A folder holds results of one configuration only; opening it with another is refused.
+One run at a time holds a folder (`evals.lock.FolderLock`; a second one is refused, naming the
+holder). A folder holds the results of one configuration only: opening it with another is refused,
+naming the settings that differ, and every record carries its configuration's digest, checked on
+every read. Results are appended one JSON line per finished sample, written at once, so a crash,
+Ctrl-C, SIGKILL or full disk loses at most the line being written; such a torn last line (any bytes,
+e.g. cut inside a multi-byte character) is dropped when the folder is reopened.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from evals.judge import JudgeVerdict
+from evals.lock import FolderLock, StorageError, describe_os_error
 from evals.metrics import Outcome
 from rapid_agent.errors import ConfigError, InputError
 
 CONFIG_FILE = "config.json"
 SAMPLES_FILE = "samples.jsonl"
 Mode = Literal["decoupled", "direct", "blind"]
+log = logging.getLogger(__name__)
 
 
 class SampleRecord(BaseModel):
@@ -42,11 +51,13 @@ class SampleRecord(BaseModel):
     method: str | None = None
     judge: JudgeVerdict | None = None
     error: str | None = None
+    truncated: bool = False  # the output hit its token limit (the graph's `truncated`)
     perception_cached: bool | None = None
     perception_usage: list[dict[str, Any]] = Field(default_factory=list)
     usage: list[dict[str, Any]] = Field(default_factory=list)
     latency_s: float = 0.0
     metadata: dict[str, Any] = Field(default_factory=dict)
+    config_digest: str | None = None  # the run configuration's digest, set when the record is stored
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -56,81 +67,187 @@ class SampleRecord(BaseModel):
         return Outcome(id=self.id, correct=self.correct and self.error is None, metadata=self.metadata)
 
 
-class RunStore:
-    """Reads and appends the results of one output folder."""
+def config_digest(identity: dict[str, Any]) -> str:
+    """The digest of a run configuration's identity (its JSON form): names default folders, tags records."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
 
-    def __init__(self, folder: Path) -> None:
+
+class RunStore:
+    """One output folder, held exclusively from `open` to `close`: reads and appends its results."""
+
+    def __init__(self, folder: Path, config: dict[str, Any], lock: FolderLock) -> None:
         self.folder = folder
         self.samples_path = folder / SAMPLES_FILE
-        self._handle = None
+        self.digest = config_digest(config)
+        self._lock = lock
+        self._fd: int | None = None
+        self._failed: StorageError | None = None
 
     @classmethod
     def open(cls, folder: str | Path, config: dict[str, Any], *, resume: bool) -> RunStore:
-        """Open (or create) `folder` for `config`; refuses a different config, or old results without `resume`."""
-        store = cls(Path(folder).expanduser())
-        config_path = store.folder / CONFIG_FILE
-        count = len(store.records())
-        if config_path.is_file() and count:
-            old = json.loads(config_path.read_text())
+        """Lock (or create) `folder` for `config`.
+
+        Refuses a folder another process holds, one holding another configuration's results, and
+        old results without `resume`; drops a torn last line.
+        """
+        folder = Path(folder).expanduser()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the output folder: {describe_os_error(exc, folder)}") from None
+        lock = FolderLock(folder)
+        lock.acquire()
+        store = cls(folder, config, lock)
+        try:
+            store._admit(config, resume=resume)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def records(self) -> list[SampleRecord]:
+        """The latest record of each (run, benchmark, sample), in first-seen order; all of this configuration."""
+        records = read_records(self.samples_path)
+        foreign = [r for r in records.values() if r.config_digest != self.digest]
+        if foreign:
+            raise ConfigError(
+                f"refusing to mix results: {str(self.samples_path)!r} holds {len(foreign)} records of another "
+                f"configuration (digest {foreign[0].config_digest}, this one is {self.digest}); "
+                "choose another --output-dir"
+            )
+        return list(records.values())
+
+    def append(self, record: SampleRecord) -> None:
+        """Write one record as one line, at once; after a failed write the store refuses further appends."""
+        if self._failed is not None:
+            raise self._failed
+        data = (record.model_copy(update={"config_digest": self.digest}).model_dump_json() + "\n").encode()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.samples_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            _write_all(self._fd, data)
+        except OSError as exc:
+            self._failed = StorageError(
+                f"cannot write a result: {describe_os_error(exc, self.samples_path)}; finished samples are kept "
+                f"in {str(self.folder)!r}: {_fix(exc)}, then continue with --resume"
+            )
+            raise self._failed from None
+
+    def close(self) -> None:
+        """Stop writing and release the folder."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._lock.release()
+
+    def _admit(self, config: dict[str, Any], *, resume: bool) -> None:
+        """Check `config` and `resume` against the folder's content, then record the config / repair the tail."""
+        config_path = self.folder / CONFIG_FILE
+        count = len(read_records(self.samples_path))
+        if count and not config_path.is_file():
+            raise ConfigError(f"{str(self.folder)!r} has {SAMPLES_FILE} but no {CONFIG_FILE}; refusing to mix results")
+        if count:
+            try:
+                old = json.loads(config_path.read_bytes())
+            except ValueError:
+                raise ConfigError(f"{str(config_path)!r} is not valid JSON; refusing to mix results") from None
             if old != config:
                 raise ConfigError(
-                    f"refusing to mix results: {str(store.folder)!r} holds a run with a different configuration "
-                    f"({_differences(old, config)}); choose another --output-dir or delete that folder"
+                    f"refusing to mix results: {str(self.folder)!r} holds a run with a different configuration "
+                    f"({_differences(old, config)}); choose another --output-dir (or a fresh folder)"
                 )
             if not resume:
                 raise ConfigError(
-                    f"{str(store.folder)!r} already holds {count} results of this configuration; pass --resume to "
+                    f"{str(self.folder)!r} already holds {count} results of this configuration; pass --resume to "
                     "continue it (finished samples are kept), or choose another --output-dir"
                 )
-        elif count:
-            raise ConfigError(f"{str(store.folder)!r} has {SAMPLES_FILE} but no {CONFIG_FILE}; refusing to mix results")
+            self.records()  # every stored record must carry this configuration's digest
+            self._repair_tail()
         else:  # a new folder, or one whose run stopped before any result (e.g. an unreachable endpoint)
-            store.folder.mkdir(parents=True, exist_ok=True)
-            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        store._repair_tail()
-        return store
+            self._write_config(config_path, config)
 
-    def records(self) -> list[SampleRecord]:
-        """The latest record of each (run, benchmark, sample), in first-seen order."""
-        return list(read_records(self.samples_path).values())
-
-    def append(self, record: SampleRecord) -> None:
-        if self._handle is None:
-            self._handle = self.samples_path.open("a", encoding="utf-8")
-        self._handle.write(record.model_dump_json() + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+    def _write_config(self, path: Path, config: dict[str, Any]) -> None:
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            partial.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            os.replace(partial, path)
+            if self.samples_path.is_file():  # nothing but a torn line: start afresh
+                os.truncate(self.samples_path, 0)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write the run configuration: {describe_os_error(exc, path)}; {_fix(exc)}"
+            ) from None
 
     def _repair_tail(self) -> None:
-        """Drop a torn last line (a process killed mid-write) so appends start on a fresh line."""
+        """Cut a torn last line (a process stopped mid-write) so appends start on a fresh line."""
         if not self.samples_path.is_file():
             return
         data = self.samples_path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            self.samples_path.write_bytes(data[: data.rfind(b"\n") + 1])
+        _, end = _parse(data, self.samples_path)
+        if end < len(data):
+            try:
+                os.truncate(self.samples_path, end)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot drop the torn last line: {describe_os_error(exc, self.samples_path)}; {_fix(exc)}"
+                ) from None
 
 
 def read_records(path: Path) -> dict[tuple[str, str, str], SampleRecord]:
-    """Records of a `samples.jsonl`, the last one per key winning (a resumed error is replaced)."""
-    records: dict[tuple[str, str, str], SampleRecord] = {}
+    """Records of a `samples.jsonl`, the last one per key winning (a resumed error is replaced).
+
+    A torn last line is skipped (and logged); a bad line before it is an `InputError`.
+    """
     if not path.is_file():
-        return records
-    lines = path.read_text(encoding="utf-8").split("\n")
+        return {}
+    records, _ = _parse(path.read_bytes(), path)
+    return {record.key: record for record in records}
+
+
+def _parse(data: bytes, path: Path) -> tuple[list[SampleRecord], int]:
+    """The records in `samples.jsonl` bytes, and the length of the intact prefix (all but a torn last line).
+
+    Every record is written with its newline in one write: bytes after the last newline, or a last
+    line that does not decode or parse, are what a stopped write leaves.
+    """
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: empty unless a write was cut
+    records: list[SampleRecord] = []
+    end = 0
     for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
         try:
-            record = SampleRecord.model_validate_json(line)
-        except ValueError as exc:
-            if number == len(lines):  # torn last line of a killed run
-                break
-            raise InputError(f"{path}:{number}: not a sample record ({str(exc)[:200]})") from None
-        records[record.key] = record
-    return records
+            if line.strip():
+                records.append(SampleRecord.model_validate_json(line.decode("utf-8")))
+        except ValueError as exc:  # UnicodeDecodeError and ValidationError included
+            if number < len(lines):
+                raise InputError(f"{path}:{number}: not a sample record ({str(exc)[:200]})") from None
+            tail = line + b"\n" + tail
+            break
+        end += len(line) + 1
+    if tail:
+        log.warning("%s: dropping a torn last line (%d bytes) left by a stopped write", path, len(tail))
+    return records, end
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fix(exc: OSError) -> str:
+    """How to get past a failed write, by its cause."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "make it writable or choose another --output-dir"
+    return "fix the cause"
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
