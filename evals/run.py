@@ -26,10 +26,9 @@ from evals.report import PLOT_FILE, REPORT_FILE, SUMMARY_FILE
 from evals.runner import RunOptions, default_cache_path, run_eval
 from evals.store import SAMPLES_FILE
 from rapid_agent.errors import RapidError
-from rapid_agent.models.spec import GenerationSettings
+from rapid_agent.models.spec import DEFAULT_MAX_NEW_TOKENS, TINY_MAX_NEW_TOKENS, GenerationSettings
 
-PAPER_MAX_NEW_TOKENS = 8192
-TINY_MAX_NEW_TOKENS = 64  # the random tiny models never stop on their own
+PAPER_MAX_NEW_TOKENS = 8192  # the paper's reasoner budget
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,15 +50,22 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--split", help="split for every --benchmark given without one")
     data.add_argument("--limit", type=int, help="first N samples of each benchmark")
     data.add_argument("--list-benchmarks", action="store_true", help="list benchmarks and splits, then exit")
-    gen = p.add_argument_group("generation (reasoner; --caption-* for the captioner)")
+    gen = p.add_argument_group("generation (reasoner; --caption-* for the captioner)",
+                               "A served model's budget is fitted to the context its server reports, with a notice.")
     gen.add_argument("--temperature", type=float, default=0.0, help="(the paper's reasoner: 0.6 with --top-p 0.95)")
     gen.add_argument("--top-p", type=float, default=1.0)
-    gen.add_argument("--max-new-tokens", type=int,
-                     help=f"default {PAPER_MAX_NEW_TOKENS} ({TINY_MAX_NEW_TOKENS} for the random 'tiny' models)")
+    gen.add_argument("--reason-max-new-tokens", "--max-new-tokens", type=int, dest="reason_max_new_tokens",
+                     metavar="N", help=f"token budget of the reasoners and the judge (never the captioner); default "
+                     f"{PAPER_MAX_NEW_TOKENS} ({TINY_MAX_NEW_TOKENS} for 'tiny'); --max-new-tokens is an alias")
     gen.add_argument("--caption-temperature", type=float, default=0.0)
     gen.add_argument("--caption-top-p", type=float, default=1.0)
-    gen.add_argument("--caption-max-new-tokens", type=int, help="same default as --max-new-tokens")
-    gen.add_argument("--timeout", type=float, default=600.0, help="per-request timeout for remote endpoints (s)")
+    gen.add_argument("--caption-max-new-tokens", type=int, metavar="N",
+                     help=f"token budget of the captioner (its captions and tentative answers; part of the caption "
+                     f"cache key); default {DEFAULT_MAX_NEW_TOKENS['captioner']} ({TINY_MAX_NEW_TOKENS} for 'tiny')")
+    gen.add_argument("--timeout", type=float, default=600.0,
+                     help="per-request timeout for remote endpoints (s), counting the time a request waits in the "
+                     "server's queue; once a server completes no call for 2 timeouts it counts as hung: its remaining "
+                     "calls fail at once and re-running resumes (default 600)")
     gen.add_argument("--batch-size", type=int, default=8, help="micro-batch size of local hf: models")
     gen.add_argument("--seed", type=int, default=0)
     run = p.add_argument_group("execution")
@@ -82,8 +88,10 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         for b in args.benchmarks or ["bundled"]
     )
 
-    def generation(temperature: float, top_p: float, max_new_tokens: int | None, specs: tuple[str, ...]) -> GenerationSettings:
-        default = TINY_MAX_NEW_TOKENS if all(s == "tiny" for s in specs) else PAPER_MAX_NEW_TOKENS
+    def generation(
+        temperature: float, top_p: float, max_new_tokens: int | None, specs: tuple[str, ...], default: int
+    ) -> GenerationSettings:
+        default = TINY_MAX_NEW_TOKENS if all(s == "tiny" for s in specs) else default
         return GenerationSettings(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens or default,
                                   timeout_s=args.timeout, max_batch_size=args.batch_size)
 
@@ -96,9 +104,10 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         max_recaption_rounds=args.max_recaption_rounds,
         limit=args.limit,
         seed=args.seed,
-        captioner_generation=generation(args.caption_temperature, args.caption_top_p,
-                                        args.caption_max_new_tokens or args.max_new_tokens, (args.captioner,)),
-        reasoner_generation=generation(args.temperature, args.top_p, args.max_new_tokens, reasoners),
+        captioner_generation=generation(args.caption_temperature, args.caption_top_p, args.caption_max_new_tokens,
+                                        (args.captioner,), DEFAULT_MAX_NEW_TOKENS["captioner"]),
+        reasoner_generation=generation(args.temperature, args.top_p, args.reason_max_new_tokens, reasoners,
+                                       PAPER_MAX_NEW_TOKENS),
         judge=args.judge,
     )
 
