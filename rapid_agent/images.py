@@ -1,19 +1,34 @@
 """Image inputs → RGB `PIL.Image`, under explicit limits and an allowed-root policy.
 
-Accepted sources: a `PIL.Image`, raw bytes, a base64 string or `data:` URL, a local file path
-(restricted to `ImagePolicy.allowed_root` when set), and an http(s) URL (only when
-`ImagePolicy.allow_urls`; loopback, link-local and private addresses are refused).
+A source's kind is told by its Python type and prefix alone, never by what exists on disk:
+
+- `PIL.Image.Image`: used as it is (its current frame);
+- `bytes` / `bytearray` / `memoryview`: an encoded image file;
+- `pathlib.Path` (any `os.PathLike`): a local file (under `ImagePolicy.allowed_root` when set);
+- a `str` starting with `data:`: a base64 data URL (`data:image/png;base64,...`);
+- a `str` starting with `http://` or `https://`: a URL, fetched only when `ImagePolicy.allow_urls`
+  (loopback, link-local and private addresses are refused);
+- any other `str`: raw base64 (whitespace allowed) when it is valid base64 whose first bytes carry the
+  signature of an accepted format, otherwise a local file path (pass a `Path` to force a path).
+
+Limits are checked from the image header before any pixel is decoded, so the memory and time spent on
+one image are bounded by `max_pixels` (about 8 bytes per pixel at the peak).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import ipaddress
+import os
+import re
 import socket
+import stat
 import urllib.request
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,13 +37,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rapid_agent.errors import ImageInputError
 
-ImageInput = str | bytes | Image.Image
+ImageInput = str | bytes | Path | Image.Image
 
 MIB = 1024 * 1024
 
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_IMAGE_DATA_URL = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,")
+_SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
 
 class ImagePolicy(BaseModel):
-    """Where images may come from and how big they may be. Defaults suit local, trusted use."""
+    """Where images may come from, how big they may be, and how they are normalised.
+
+    Defaults suit local, trusted use. Width, height, aspect ratio and pixel count are read from the
+    header and checked before decoding. Every image becomes 8-bit RGB as a viewer would show it:
+    transparency (RGBA, LA, PA, a transparent palette colour) is composited on white, 16-bit samples
+    are scaled to 8 bits (v * 255 / 65535), and an animated image (GIF, APNG, WebP) gives its first frame.
+    Then it is resized, keeping its aspect ratio, into [`resize_min_pixels`, `resize_max_pixels`].
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -36,7 +63,12 @@ class ImagePolicy(BaseModel):
     allow_local_paths: bool = True
     allow_urls: bool = False
     max_bytes: int = Field(32 * MIB, gt=0, description="Largest encoded image accepted.")
-    max_pixels: int = Field(64_000_000, gt=0, description="Largest decoded width*height (bomb guard).")
+    max_pixels: int = Field(64_000_000, gt=0, description="Largest width*height (bomb guard).")
+    max_width: int = Field(32_768, gt=0, description="Widest image accepted, in pixels.")
+    max_height: int = Field(32_768, gt=0, description="Tallest image accepted, in pixels.")
+    max_aspect_ratio: float = Field(
+        200.0, ge=1, description="Largest long side / short side (Qwen2.5-VL's processor refuses more than 200)."
+    )
     max_images: int = Field(8, gt=0, description="Most images per request (the paper uses up to 8).")
     url_timeout_s: float = Field(10.0, gt=0)
     formats: tuple[str, ...] = Field(
@@ -47,24 +79,61 @@ class ImagePolicy(BaseModel):
     resize_max_pixels: int = Field(2048 * 2048, gt=0, description="Downscale larger images to this area.")
 
 
-def load_images(sources: list[ImageInput], policy: ImagePolicy) -> list[Image.Image]:
+def load_images(sources: Sequence[ImageInput], policy: ImagePolicy) -> list[Image.Image]:
     """Load and check every image of a request; raises `ImageInputError` naming the bad one."""
-    return [_load_one(src, i, policy) for i, src in enumerate(_counted(sources, policy))]
+    return [_load_one(src, f"image {i}", policy) for i, src in enumerate(_counted(sources, policy))]
 
 
-def check_images(sources: list[ImageInput], policy: ImagePolicy) -> None:
-    """Check a request's images as `load_images` would, without keeping them (request-time validation).
+def check_images(sources: Sequence[ImageInput], policy: ImagePolicy) -> None:
+    """Check a request's images as `load_images` would, from their headers only (request-time validation).
 
-    URLs are checked against the policy and their host's addresses, but not fetched.
+    Checks each source's kind, byte size, format, width, height, aspect ratio and pixel count without
+    decoding pixels (a corrupt body is found later, by `load_images`). URLs are checked against the
+    policy and their host's addresses, but not fetched.
     """
     for i, src in enumerate(_counted(sources, policy)):
+        where = f"image {i}"
         if isinstance(src, str) and src.strip().startswith(("http://", "https://")):
-            _check_url(src.strip(), f"image {i}", policy)
-        else:
-            _load_one(src, i, policy)
+            _check_url(src.strip(), where, policy)
+            continue
+        encoded = _encoded(src, where, policy)
+        with _readable(where, policy):
+            if isinstance(encoded, Image.Image):
+                _check_size(encoded.size, where, policy)
+            else:
+                _open(encoded, where, policy)
 
 
-def _counted(sources: list[ImageInput], policy: ImagePolicy) -> list[ImageInput]:
+def check_data_url(url: str, policy: ImagePolicy, where: str = "image") -> None:
+    """Check that `url` is a `data:image/<type>;base64,` URL of an accepted format within `policy`'s limits.
+
+    For re-checking, at the point of use, the image URLs a model will receive: an http(s) URL, malformed
+    base64, a format outside `policy.formats` or an image over the size limits raises `ImageInputError`.
+    Header only (the base64 is decoded, the pixels are not). The byte limit is `max_bytes`, or what a
+    lossless RGB encoding of a `resize_max_pixels` image may need, whichever is larger.
+    """
+    match = _IMAGE_DATA_URL.match(url) if isinstance(url, str) else None
+    if match is None:
+        raise ImageInputError(f"{where}: expected a data:image/<type>;base64, URL, got {url!r:.60}")
+    max_bytes = max(policy.max_bytes, 4 * policy.resize_max_pixels + MIB)
+    data = _b64decode(url[match.end():], where, max_bytes)
+    with _readable(where, policy):
+        _open(data, where, policy, max_bytes=max_bytes)
+
+
+def to_data_url(image: Image.Image) -> str:
+    """PNG-encode an image as a `data:` URL (the OpenAI-style `image_url` content format)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def from_data_url(url: str) -> Image.Image:
+    """Decode a `data:` URL produced by `to_data_url` (used by the local HF backends)."""
+    return Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))).convert("RGB")
+
+
+def _counted(sources: Sequence[ImageInput], policy: ImagePolicy) -> list[ImageInput]:
     if not isinstance(sources, (list, tuple)):
         sources = [sources]
     if len(sources) > policy.max_images:
@@ -72,44 +141,113 @@ def _counted(sources: list[ImageInput], policy: ImagePolicy) -> list[ImageInput]
     return list(sources)
 
 
-def _load_one(src: ImageInput, index: int, policy: ImagePolicy) -> Image.Image:
-    where = f"image {index}"
+def _load_one(src: ImageInput, where: str, policy: ImagePolicy) -> Image.Image:
+    encoded = _encoded(src, where, policy)
+    with _readable(where, policy):
+        if isinstance(encoded, Image.Image):
+            _check_size(encoded.size, where, policy)
+            encoded.load()  # a lazily opened file may still fail here (truncated, corrupt)
+            return _fit_area(_to_rgb(encoded), policy)
+        image = _open(encoded, where, policy)
+        fitted = _fitted_size(image.size, policy)
+        if fitted[0] * fitted[1] < image.width * image.height:
+            image.draft(None, fitted)  # JPEG decodes straight to a reduced scale; a no-op for other formats
+        image.load()  # the first frame of an animated image
+        return _fit_area(_to_rgb(image), policy)
+
+
+def _encoded(src: ImageInput, where: str, policy: ImagePolicy) -> bytes | Image.Image:
+    """The source's encoded bytes (read, decoded from base64 or fetched), or the PIL image itself."""
     if isinstance(src, Image.Image):
-        _check_pixels(src.size, where, policy)
-        return _fit_area(src.convert("RGB"), policy)
-    if isinstance(src, (bytes, bytearray)):
-        return _decode(bytes(src), where, policy)
+        return src
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src)
+    if isinstance(src, os.PathLike):
+        return _read_path(src, where, policy)
     if not isinstance(src, str) or not src.strip():
-        raise ImageInputError(f"{where}: expected a path, URL, base64 string, bytes or PIL image, got {type(src).__name__}")
-    src = src.strip()
-    if src.startswith("data:"):
-        return _decode(_b64decode(src.partition(",")[2], where), where, policy)
-    if src.startswith(("http://", "https://")):
-        return _decode(_fetch_url(src, where, policy), where, policy)
-    if _looks_like_base64(src):
-        return _decode(_b64decode(src, where), where, policy)
-    return _decode(_read_path(src, where, policy), where, policy)
+        raise ImageInputError(
+            f"{where}: expected a path, URL, base64 string, bytes or PIL image, got {type(src).__name__}"
+            + (" (empty)" if isinstance(src, str) else "")
+        )
+    text = src.strip()
+    if text.startswith("data:"):
+        return _data_url_bytes(text, where, policy)
+    if text.startswith(("http://", "https://")):
+        return _fetch_url(text, where, policy)
+    compact = "".join(text.split())
+    if _is_base64_image(compact, policy):
+        return _b64decode(compact, where, policy.max_bytes)
+    hint = ""
+    if len(compact) % 4 == 0 and _BASE64.fullmatch(compact):
+        hint = f"; nor is it base64 of an image in an accepted format ({', '.join(policy.formats)})"
+    return _read_path(text, where, policy, hint=hint)
 
 
-def _read_path(src: str, where: str, policy: ImagePolicy) -> bytes:
-    if not policy.allow_local_paths:
-        raise ImageInputError(f"{where}: local file paths are not accepted here; send the image as base64")
-    path = Path(src).expanduser()
-    if policy.allowed_root is not None:
-        root = policy.allowed_root.resolve()
-        resolved = (root / path).resolve() if not path.is_absolute() else path.resolve()
-        if not resolved.is_relative_to(root):
-            raise ImageInputError(f"{where}: path {src!r} is outside the allowed image root")
-        path = resolved
-    if not path.is_file():
-        raise ImageInputError(f"{where}: no such image file: {src!r}")
-    size = path.stat().st_size
-    if size > policy.max_bytes:
-        raise ImageInputError(f"{where}: file is {size} bytes; the limit is max_bytes={policy.max_bytes}")
+def _data_url_bytes(url: str, where: str, policy: ImagePolicy) -> bytes:
+    header, comma, payload = url[len("data:"):].partition(",")
+    params = header.split(";")
+    media_type = params[0].strip().lower()
+    if not comma or params[-1].strip().lower() != "base64" or not (media_type.startswith("image/") or not media_type):
+        raise ImageInputError(f"{where}: a data URL must read data:image/<type>;base64,<data>, got {url[:40]!r}...")
+    return _b64decode("".join(payload.split()), where, policy.max_bytes)
+
+
+def _is_base64_image(compact: str, policy: ImagePolicy) -> bool:
+    """Valid base64 whose first bytes are the signature of an accepted format (PIL's own format test)."""
+    if len(compact) % 4 or not _BASE64.fullmatch(compact):
+        return False
+    head = base64.b64decode(compact[:24])[:16]  # PIL identifies a format from the first 16 bytes
+    Image.init()
+    for name in policy.formats:
+        accept = Image.OPEN.get(name.upper(), (None, None))[1]
+        verdict = accept(head) if accept is not None else False
+        if verdict and not isinstance(verdict, str):  # a str verdict is PIL's reason for refusing
+            return True
+    return False
+
+
+def _b64decode(data: str, where: str, max_bytes: int) -> bytes:
+    if len(data) // 4 * 3 > max_bytes:
+        raise ImageInputError(f"{where}: about {len(data) // 4 * 3} bytes of base64 data; the limit is max_bytes={max_bytes}")
     try:
-        return path.read_bytes()
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageInputError(f"{where}: invalid base64 data") from None
+
+
+def _read_path(src: str | os.PathLike, where: str, policy: ImagePolicy, hint: str = "") -> bytes:
+    if not policy.allow_local_paths:
+        raise ImageInputError(f"{where}: local file paths are not accepted here; send the image as base64{hint}")
+    shown = f"{os.fspath(src)!r:.120}"
+    try:
+        path = Path(src).expanduser()
+        if policy.allowed_root is not None:
+            root = policy.allowed_root.resolve()
+            path = (root / path).resolve()  # an absolute `path` replaces `root`
+            if not path.is_relative_to(root):
+                raise ImageInputError(f"{where}: path {shown} is outside the allowed image root")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageInputError(f"{where}: {shown} is not a regular file{hint}")
+            if info.st_size > policy.max_bytes:
+                raise ImageInputError(f"{where}: file is {info.st_size} bytes; the limit is max_bytes={policy.max_bytes}")
+            data = file.read(policy.max_bytes + 1)
+    except ImageInputError:
+        raise
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageInputError(f"{where}: no such image file: {shown}{hint}") from None
+    except ValueError:  # embedded NUL byte
+        raise ImageInputError(f"{where}: a path must not contain a NUL byte: {shown}{hint}") from None
+    except RuntimeError:  # Path.resolve on a symlink loop (Python < 3.13)
+        raise ImageInputError(f"{where}: cannot resolve {shown}: symbolic link loop{hint}") from None
     except OSError as exc:
-        raise ImageInputError(f"{where}: cannot read {src!r}: {exc.strerror}") from None
+        raise ImageInputError(f"{where}: cannot read {shown}: {exc.strerror or exc}{hint}") from None
+    if len(data) > policy.max_bytes:
+        raise ImageInputError(f"{where}: file exceeds max_bytes={policy.max_bytes}")
+    return data
 
 
 def _check_url(url: str, where: str, policy: ImagePolicy) -> None:
@@ -152,61 +290,79 @@ def _refuse_private_host(host: str, where: str) -> None:
             raise ImageInputError(f"{where}: host {host!r} resolves to a non-public address ({ip})")
 
 
-def _looks_like_base64(src: str) -> bool:
-    return len(src) > 256 and "/" not in src[:64].replace("+", "") and "." not in src[-8:]
-
-
-def _b64decode(data: str, where: str) -> bytes:
-    try:
-        return base64.b64decode(data, validate=False)
-    except (binascii.Error, ValueError):
-        raise ImageInputError(f"{where}: invalid base64 data") from None
-
-
-def _decode(data: bytes, where: str, policy: ImagePolicy) -> Image.Image:
-    if len(data) > policy.max_bytes:
-        raise ImageInputError(f"{where}: {len(data)} bytes; the limit is max_bytes={policy.max_bytes}")
+@contextlib.contextmanager
+def _readable(where: str, policy: ImagePolicy) -> Iterator[None]:
+    """Turn PIL's many error types for bad data into `ImageInputError` naming the image."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=policy.formats)
-            _check_pixels(image.size, where, policy)
-            image.load()
-    except ImageInputError:
+            yield
+    except (ImageInputError, MemoryError):
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ImageInputError(f"{where}: image is a decompression bomb ({exc}); the limit is max_pixels={policy.max_pixels}") from None
     except Image.UnidentifiedImageError:
         raise ImageInputError(f"{where}: not a readable image in an accepted format ({', '.join(policy.formats)})") from None
-    except Exception as exc:  # PIL raises many types for corrupt data
+    except Exception as exc:  # PIL raises many types for corrupt data and odd modes
         raise ImageInputError(f"{where}: not a readable image ({type(exc).__name__}: {exc})") from None
-    return _fit_area(image.convert("RGB"), policy)
 
 
-def _check_pixels(size: tuple[int, int], where: str, policy: ImagePolicy) -> None:
-    pixels = size[0] * size[1]
-    if pixels > policy.max_pixels:
-        raise ImageInputError(f"{where}: {size[0]}x{size[1]} = {pixels} pixels; the limit is max_pixels={policy.max_pixels}")
+def _open(data: bytes, where: str, policy: ImagePolicy, *, max_bytes: int | None = None) -> Image.Image:
+    """Parse the header only (`Image.open` is lazy) and check the limits; call inside `_readable`."""
+    max_bytes = policy.max_bytes if max_bytes is None else max_bytes
+    if len(data) > max_bytes:
+        raise ImageInputError(f"{where}: {len(data)} bytes; the limit is max_bytes={max_bytes}")
+    image = Image.open(io.BytesIO(data), formats=policy.formats)
+    _check_size(image.size, where, policy)
+    return image
+
+
+def _check_size(size: tuple[int, int], where: str, policy: ImagePolicy) -> None:
+    width, height = size
+    shape = f"{where}: {width}x{height} px"
+    if width > policy.max_width:
+        raise ImageInputError(f"{shape} is {width} px wide; the limit is max_width={policy.max_width}")
+    if height > policy.max_height:
+        raise ImageInputError(f"{shape} is {height} px tall; the limit is max_height={policy.max_height}")
+    if width < 1 or height < 1:
+        raise ImageInputError(f"{shape} has no pixels")
+    if max(width, height) > policy.max_aspect_ratio * min(width, height):
+        ratio = max(width, height) / min(width, height)
+        raise ImageInputError(f"{shape} has aspect ratio {ratio:.6g}; the limit is max_aspect_ratio={policy.max_aspect_ratio:g}")
+    if width * height > policy.max_pixels:
+        raise ImageInputError(f"{where}: {width}x{height} = {width * height} pixels; the limit is max_pixels={policy.max_pixels}")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB as a viewer shows it: 16-bit samples scaled, transparency composited on white."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        if image.mode not in ("I", "I;16"):
+            image = image.convert("I")  # byte-swapped 16-bit variants have no point()
+        image = image.point(lambda v: v / 257 + 0.5).convert("L")  # 0..65535 -> 0..255, rounded
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        if image.mode == "La":
+            image = image.convert("LA")  # premultiplied -> straight alpha (PIL has no La -> RGBA)
+        rgba = image.convert("RGBA")
+        composite = Image.new("RGB", rgba.size, "white")
+        composite.paste(rgba, mask=rgba)
+        return composite
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _fitted_size(size: tuple[int, int], policy: ImagePolicy) -> tuple[int, int]:
+    """`size` scaled (aspect kept) so its area lies in [resize_min_pixels, resize_max_pixels], within the
+    width and height limits."""
+    width, height = size
+    area = width * height
+    target = min(max(area, policy.resize_min_pixels), policy.resize_max_pixels)
+    if target == area:
+        return size
+    scale = min((target / area) ** 0.5, policy.max_width / width, policy.max_height / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _fit_area(image: Image.Image, policy: ImagePolicy) -> Image.Image:
-    """Resize (keeping aspect) so the area lies in [resize_min_pixels, resize_max_pixels]."""
-    area = image.width * image.height
-    target = min(max(area, policy.resize_min_pixels), policy.resize_max_pixels)
-    if target == area:
+    size = _fitted_size(image.size, policy)
+    if size == image.size:
         return image
-    scale = (target / area) ** 0.5
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BICUBIC)
-
-
-def to_data_url(image: Image.Image) -> str:
-    """PNG-encode an image as a `data:` URL (the OpenAI-style `image_url` content format)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def from_data_url(url: str) -> Image.Image:
-    """Decode a `data:` URL produced by `to_data_url` (used by the local HF backends)."""
-    return Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))).convert("RGB")
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
