@@ -25,6 +25,7 @@ from langchain_core.language_models import BaseChatModel
 
 from rapid_agent import build_rapid_graph
 from rapid_agent.errors import BackendError, ConfigError, RapidError
+from rapid_agent.models.served import ServedChatModel, precheck
 from rapid_agent.models.spec import ModelResolver
 from training.config import (
     DIFFERS_FROM_PAPER,
@@ -88,8 +89,14 @@ def parse_config(argv: Sequence[str] | None = None) -> VPOConfig:
     return make_config(values)
 
 
+QUIET_LOGGERS = ("httpx", "httpcore", "openai")
+"""Libraries that log every HTTP request to the reasoner at INFO: kept at WARNING."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         train(parse_config(argv))
     except RapidError as exc:
@@ -125,11 +132,14 @@ def build_trainer(config: VPOConfig, *, reasoner: BaseChatModel | None = None, t
     args = grpo_args(config, reward_weights=weights)
     resolver = ModelResolver(generation={"reasoner": config.reasoner_generation()})
     reasoner_model = resolver.resolve(reasoner if reasoner is not None else config.reasoner, "reasoner")
+    precheck([("reasoner", reasoner_model)], {"reasoner": "--reasoner-max-new-tokens"})
+    served = isinstance(reasoner_model, ServedChatModel)
     graph = build_rapid_graph(
         reasoner=reasoner_model,
         prompt_preset=config.prompt_preset,
         resolver=resolver,
-        call_timeout_s=config.reasoner_timeout_s,
+        # a served reasoner bounds each request itself (and so can tell a hung server from a slow call)
+        call_timeout_s=None if served else config.reasoner_timeout_s,
     )
     # the main process downloads, extracts and measures pass rates first; the others then read its caches
     with args.main_process_first(desc="VPO training data"):
