@@ -18,6 +18,7 @@ from langgraph.graph.state import CompiledStateGraph
 from graphs.guard import AllowlistResolver
 from graphs.settings import ServeSettings
 from rapid_agent import build_rapid_graph
+from rapid_agent.models.served import precheck
 from rapid_agent.models.spec import ModelResolver
 
 
@@ -44,6 +45,11 @@ def graph_from_env(
 
 _settings = ServeSettings.from_env()
 _resolver = AllowlistResolver(_settings)
+# a served captioner or reasoner with a wrong name, URL or budget fails the server's start-up, not its first run
+precheck(
+    [(role, _resolver.resolve(spec, role)) for role, spec in (("captioner", _settings.captioner), ("reasoner", _settings.reasoner))],
+    {"captioner": "RAPID_MAX_NEW_TOKENS", "reasoner": "RAPID_MAX_NEW_TOKENS"},
+)
 graph = graph_from_env(resolver=_resolver)
 graph_recaption = graph_from_env(
     recaption_rounds=_settings.recaption_graph_rounds, resolver=_resolver, name="rapid_recaption"
