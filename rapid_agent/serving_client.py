@@ -52,16 +52,16 @@ class RapidClient:
         try:
             result = self._sync.runs.wait(None, self.graph, **self._payload(input, context), raise_error=False)
         except httpx.HTTPStatusError as exc:
-            raise _from_http(exc) from None
-        return _output(result)
+            raise error_from_http(exc) from None
+        return run_output(result)
 
     async def ainvoke(self, input: dict[str, Any], context: RapidContext | dict | None = None) -> dict[str, Any]:
         """Async `invoke`."""
         try:
             result = await self._async.runs.wait(None, self.graph, **self._payload(input, context), raise_error=False)
         except httpx.HTTPStatusError as exc:
-            raise _from_http(exc) from None
-        return _output(result)
+            raise error_from_http(exc) from None
+        return run_output(result)
 
     def _payload(self, input: dict[str, Any], context: RapidContext | dict | None) -> dict[str, Any]:
         if isinstance(context, RapidContext):
@@ -93,7 +93,8 @@ def raise_for_run_error(error: Any) -> None:
     raise ServiceError(f"run failed: {name or 'error'}: {message}")
 
 
-def _output(result: Any) -> dict[str, Any]:
+def run_output(result: Any) -> dict[str, Any]:
+    """A run's output; a failed run raises its typed error."""
     if isinstance(result, dict) and "__error__" in result:
         raise_for_run_error(result["__error__"])
     if not isinstance(result, dict):
@@ -101,7 +102,7 @@ def _output(result: Any) -> dict[str, Any]:
     return result
 
 
-def _from_http(exc: httpx.HTTPStatusError) -> RapidError:
+def error_from_http(exc: httpx.HTTPStatusError) -> RapidError:
     """The typed error for a refused request; the detail travels in the body (the SDK adds it as a note)."""
     status = exc.response.status_code
     body = "".join(getattr(exc, "__notes__", []))
