@@ -1,7 +1,8 @@
 """The optional LLM-judge answer extractor: any chat model reads a response and states its answer.
 
-Off by default. Used only when the rule-based extractor finds no answer; its raw verdict is kept
-in the sample record, and the answer it names is graded by the same rule-based grader.
+Off by default. When on, it reads every response; the answer it names is graded by the same
+grader as the rules' answer, and both verdicts are kept in the sample record, so a report shows
+where they disagree. The judge decides a sample only when the rules find no answer in it.
 """
 
 from __future__ import annotations
@@ -27,12 +28,21 @@ MAX_RESPONSE_CHARS = 6000  # the tail of long responses, where the conclusion is
 
 
 class JudgeVerdict(BaseModel):
-    """What the judge said and the answer read from it (None: no answer, or the judge failed)."""
+    """What the judge said, the answer read from it (None: no answer, or the judge failed), and the
+    verdicts on one output: `correct` grades the judge's answer (None when the judge failed),
+    `rule_correct` the rules' answer."""
 
     model: str
     output: str | None = None
     answer: str | None = None
     error: str | None = None
+    correct: bool | None = None
+    rule_correct: bool | None = None
+
+    @property
+    def disagrees(self) -> bool:
+        """The judge's verdict differs from the rules' (a failed judge never disagrees)."""
+        return self.correct is not None and self.rule_correct is not None and self.correct != self.rule_correct
 
 
 class Judge:
@@ -42,7 +52,7 @@ class Judge:
         self.model, self.name = model, name
 
     def messages(self, sample: Sample, response: str) -> list:
-        question = format_question(sample.question, list(sample.options) if sample.options else None)
+        question = format_question(sample.question, sample.prompt_options)
         text = JUDGE_USER.format(question=question, response=response[-MAX_RESPONSE_CHARS:])
         return [SystemMessage(JUDGE_SYSTEM), HumanMessage(text)]
 

@@ -1,7 +1,9 @@
 """Accuracy with confidence intervals, each benchmark's aggregate metrics, and paired comparisons.
 
 Plain proportions get Wilson 95% intervals; metrics over composite units (WeMath problems,
-DynaMath seeds' averages) get a seeded bootstrap over those units. Errored samples count as wrong.
+DynaMath seeds' averages) get a seeded bootstrap over those units. Accuracy counts every sample, but
+each sample also has an outcome (`status`): an infrastructure failure is an *error*, never a wrong
+answer, and paired comparisons use only the samples both runs completed.
 """
 
 from __future__ import annotations
@@ -11,12 +13,23 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 Z95 = 1.959963984540054
 BOOTSTRAP_REPS = 2000
+Status = Literal["correct", "wrong", "truncated", "error"]
+
+
+def status(*, correct: bool, error: bool, truncated: bool) -> Status:
+    """A sample's outcome. `error`: the backend failed (no answer to grade); `truncated`: the output hit
+    its token limit without a correct answer (a correct answer given before the cut counts as correct)."""
+    if error:
+        return "error"
+    if correct:
+        return "correct"
+    return "truncated" if truncated else "wrong"
 
 
 @dataclass(frozen=True)
@@ -179,7 +192,10 @@ def dynamath_metrics(outcomes: Sequence[Outcome], *, seed: int = 0) -> dict[str,
 
 
 class Comparison(BaseModel):
-    """Run A minus run B on the samples both evaluated (paired bootstrap interval, McNemar's exact test)."""
+    """Run A minus run B on the samples both completed (paired bootstrap interval, McNemar's exact test).
+
+    `dropped` counts the samples left out: errored in either run, or evaluated by one run only.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -187,6 +203,7 @@ class Comparison(BaseModel):
     b: str
     benchmark: str
     n: int
+    dropped: int
     accuracy_a: float
     accuracy_b: float
     difference: float
@@ -206,10 +223,12 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def compare(a: str, b: str, benchmark: str, correct_a: dict[str, bool], correct_b: dict[str, bool], *, seed: int = 0) -> Comparison:
-    """Compare two runs over the sample ids both have."""
-    ids = sorted(set(correct_a) & set(correct_b))
-    pairs = [(correct_a[i], correct_b[i]) for i in ids]
+def compare(
+    a: str, b: str, benchmark: str, correct_a: dict[str, bool | None], correct_b: dict[str, bool | None], *, seed: int = 0
+) -> Comparison:
+    """Compare two runs (sample id → correct, None for a sample that errored) on the samples both completed."""
+    ids = sorted(i for i in set(correct_a) & set(correct_b) if correct_a[i] is not None and correct_b[i] is not None)
+    pairs = [(bool(correct_a[i]), bool(correct_b[i])) for i in ids]
 
     def diff(units: Sequence[tuple[bool, bool]]) -> float:
         return sum(x - y for x, y in units) / len(units) if units else 0.0
@@ -219,7 +238,7 @@ def compare(a: str, b: str, benchmark: str, correct_a: dict[str, bool], correct_
     only_a = sum(x and not y for x, y in pairs)
     only_b = sum(y and not x for x, y in pairs)
     return Comparison(
-        a=a, b=b, benchmark=benchmark, n=n,
+        a=a, b=b, benchmark=benchmark, n=n, dropped=len(set(correct_a) | set(correct_b)) - n,
         accuracy_a=sum(x for x, _ in pairs) / n if n else 0.0,
         accuracy_b=sum(y for _, y in pairs) / n if n else 0.0,
         difference=diff(pairs), low=low, high=high,

@@ -1,9 +1,11 @@
 """Reports of a run folder: `summary.json`, `report.md` and `accuracy.png`, all from `samples.jsonl`.
 
 Rows are runs (reasoner + mode), columns benchmarks with their headline sub-metrics; cells are
-accuracy in % with a 95% interval and the sample count. Errors count as wrong and are shown.
-Every pair of runs is compared on the samples both evaluated. Latencies vary between machines
-and re-runs, so they live apart, under `timing`.
+accuracy in % over all samples with a 95% interval and the sample count. Beside it, each sample's
+outcome is counted: correct, wrong, truncated (cut off by the token limit) or error (the backend
+failed: no answer to grade, never folded silently into "wrong"). With a judge, its verdicts are set
+against the rules'. Every pair of runs is compared on the samples both completed, saying how many
+were dropped. Latencies vary between machines and re-runs, so they live apart, under `timing`.
 """
 
 from __future__ import annotations
@@ -17,17 +19,43 @@ from typing import Any
 from pydantic import BaseModel
 
 from evals.benchmarks import get_benchmark
-from evals.metrics import Comparison, Score, accuracy, compare
+from evals.metrics import Comparison, Score, Status, accuracy, compare, proportion, status
 from evals.store import SampleRecord
 
 SUMMARY_FILE, REPORT_FILE, PLOT_FILE = "summary.json", "report.md", "accuracy.png"
 
 
+def record_status(record: SampleRecord) -> Status:
+    """The outcome of one record (see `evals.metrics.status`)."""
+    return status(correct=record.correct, error=record.error is not None, truncated=record.truncated)
+
+
+class JudgeAgreement(BaseModel):
+    """The LLM judge against the rules on the outputs it read: where their verdicts differ."""
+
+    judged: int
+    judge_errors: int
+    disagreements: int
+    disagreeing_ids: list[str]
+    changed: int  # samples decided by the judge (the rules found no answer) with another verdict than the rules'
+
+
 class BenchmarkResult(BaseModel):
+    """One run on one benchmark. `accuracy` counts every sample (an error or truncation is not correct);
+    `accuracy_completed` leaves out the errors. The outcome counts add up to `samples`."""
+
     accuracy: Score
+    accuracy_completed: Score
+    samples: int
+    correct: int
+    wrong: int
+    truncated: int
     errors: int
+    truncated_rate: float
+    error_rate: float
     metrics: dict[str, Score]
     headline: list[str]
+    judge: JudgeAgreement | None = None
 
 
 class TokenCost(BaseModel):
@@ -67,8 +95,10 @@ def summarize(
     comparisons = []
     for a, b in itertools.combinations(by_run, 2):
         for bench in sorted(runs[a].benchmarks.keys() & runs[b].benchmarks.keys()):
-            ca = {r.id: r.outcome().correct for r in by_run[a] if r.benchmark == bench}
-            cb = {r.id: r.outcome().correct for r in by_run[b] if r.benchmark == bench}
+            ca, cb = (
+                {r.id: None if r.error is not None else r.correct for r in by_run[label] if r.benchmark == bench}
+                for label in (a, b)
+            )
             comparisons.append(compare(a, b, bench, ca, cb, seed=seed))
     timing = {
         label: {"latency_s_mean": sum(r.latency_s for r in rs) / len(rs), "latency_s_total": sum(r.latency_s for r in rs)}
@@ -86,14 +116,32 @@ def _run_summary(records: list[SampleRecord], seed: int) -> RunSummary:
         bench = get_benchmark(label.split(":")[0])
         outcomes = [r.outcome() for r in rs]
         metrics = bench.metrics(outcomes, seed=seed) if bench.metrics else {}
+        counts = {s: 0 for s in ("correct", "wrong", "truncated", "error")}
+        for record in rs:
+            counts[record_status(record)] += 1
+        completed = len(rs) - counts["error"]
         benchmarks[label] = BenchmarkResult(
-            accuracy=accuracy(outcomes), errors=sum(r.error is not None for r in rs), metrics=metrics,
-            headline=list(bench.headline),
+            accuracy=accuracy(outcomes), accuracy_completed=proportion(counts["correct"], completed), samples=len(rs),
+            correct=counts["correct"], wrong=counts["wrong"], truncated=counts["truncated"], errors=counts["error"],
+            truncated_rate=counts["truncated"] / len(rs), error_rate=counts["error"] / len(rs), metrics=metrics,
+            headline=list(bench.headline), judge=_judge_agreement(rs),
         )
     first = records[0]
     return RunSummary(
         mode=first.mode, captioner=first.captioner, reasoner=first.reasoner, benchmarks=benchmarks,
         tokens=_tokens(records),
+    )
+
+
+def _judge_agreement(records: list[SampleRecord]) -> JudgeAgreement | None:
+    verdicts = [(r, r.judge) for r in records if r.judge is not None]
+    if not verdicts:
+        return None
+    disagreeing = [r.id for r, v in verdicts if v.disagrees]
+    return JudgeAgreement(
+        judged=len(verdicts), judge_errors=sum(v.error is not None for _, v in verdicts),
+        disagreements=len(disagreeing), disagreeing_ids=disagreeing,
+        changed=sum(bool(r.method and r.method.startswith("judge:")) and r.correct != v.rule_correct for r, v in verdicts),
     )
 
 
@@ -147,7 +195,10 @@ def markdown(summary: Summary) -> str:
         t = run.tokens
         cells += [f"{t.reasoner_input:.0f} / {t.reasoner_output:.0f}", f"{t.captioner_input:.0f} / {t.captioner_output:.0f}"]
         lines.append(_row(cells))
-    lines += ["", "Errored samples count as wrong. Decoupled runs share one captioning pass: its tokens are paid once."]
+    lines += ["", "Accuracy counts every sample; errors and truncated outputs are not correct, and are counted apart "
+              "below. Decoupled runs share one captioning pass: its tokens are paid once."]
+    lines += _outcome_table(summary)
+    lines += _judge_table(summary)
     detail = [b for b in benches if any(run.benchmarks[b].metrics for run in summary.runs.values() if b in run.benchmarks)]
     if detail:
         lines += ["", "## Sub-metrics"]
@@ -158,17 +209,45 @@ def markdown(summary: Summary) -> str:
         for name in names:
             lines.append(_row([name, *[_cell(metrics[name]) if name in metrics else "—" for metrics in runs.values()]]))
     if summary.comparisons:
-        lines += ["", "## Paired comparisons (A − B on the samples both evaluated)", "",
-                  _row(["benchmark", "A", "B", "n", "A %", "B %", "A − B [95% paired bootstrap]", "only A right",
-                        "only B right", "McNemar p"]),
-                  _row(["---"] * 10)]
+        lines += ["", "## Paired comparisons (A − B on the samples both completed)", "",
+                  _row(["benchmark", "A", "B", "n", "dropped", "A %", "B %", "A − B [95% paired bootstrap]",
+                        "only A right", "only B right", "McNemar p"]),
+                  _row(["---"] * 11)]
         for c in summary.comparisons:
             lines.append(_row([
-                c.benchmark, c.a, c.b, str(c.n), f"{100 * c.accuracy_a:.1f}", f"{100 * c.accuracy_b:.1f}",
+                c.benchmark, c.a, c.b, str(c.n), str(c.dropped), f"{100 * c.accuracy_a:.1f}", f"{100 * c.accuracy_b:.1f}",
                 f"{100 * c.difference:+.1f} [{100 * c.low:+.1f}, {100 * c.high:+.1f}]", str(c.only_a_correct),
                 str(c.only_b_correct), f"{c.p_value:.3g}",
             ]))
+        lines += ["", "dropped: samples left out of a comparison (errored in either run, or evaluated by one only)."]
     return "\n".join(lines) + "\n"
+
+
+def _outcome_table(summary: Summary) -> list[str]:
+    lines = ["", "## Outcomes (errors: the backend failed, no answer was graded; truncated: cut off by the token limit)",
+             "", _row(["run", "benchmark", "samples", "correct", "wrong", "truncated", "errors", "accuracy % (all)",
+                       "accuracy % (completed)"]), _row(["---"] * 9)]
+    for label, run in summary.runs.items():
+        for bench, r in run.benchmarks.items():
+            lines.append(_row([
+                label, bench, str(r.samples), str(r.correct), str(r.wrong), f"{r.truncated} ({100 * r.truncated_rate:.1f}%)",
+                f"{r.errors} ({100 * r.error_rate:.1f}%)", f"{100 * r.accuracy.value:.1f}",
+                f"{100 * r.accuracy_completed.value:.1f}" if r.accuracy_completed.n else "—",
+            ]))
+    return lines
+
+
+def _judge_table(summary: Summary) -> list[str]:
+    judged = [(label, bench, r.judge) for label, run in summary.runs.items() for bench, r in run.benchmarks.items() if r.judge]
+    if not judged:
+        return []
+    lines = ["", "## Judge vs rules (verdicts on the same outputs)", "",
+             _row(["run", "benchmark", "judged", "judge errors", "disagreements", "decided by the judge, changed",
+                   "disagreeing samples"]), _row(["---"] * 7)]
+    for label, bench, j in judged:
+        ids = ", ".join(j.disagreeing_ids[:20]) + (f", … ({len(j.disagreeing_ids) - 20} more)" if len(j.disagreeing_ids) > 20 else "")
+        lines.append(_row([label, bench, str(j.judged), str(j.judge_errors), str(j.disagreements), str(j.changed), ids or "—"]))
+    return lines
 
 
 def _row(cells: list[str]) -> str:

@@ -183,7 +183,7 @@ class Evaluator:
             hashes = [image_hash(src) for src in sample.images]
             keys = {
                 kind: perception_key(kind, captioner_id, self.preset, hashes, sample.question,
-                                     list(sample.options) if sample.options else None,
+                                     sample.prompt_options,
                                      self.config.captioner_generation, self.config.seed)
                 for kind in sorted(needed)
             }
@@ -345,8 +345,8 @@ class Evaluator:
 
 def _graph_input(sample: Sample, *, images: bool) -> dict[str, Any]:
     inputs: dict[str, Any] = {"question": sample.question}
-    if sample.options:
-        inputs["options"] = list(sample.options)
+    if sample.prompt_options:
+        inputs["options"] = sample.prompt_options
     if images:
         inputs["images"] = list(sample.images)
     return inputs

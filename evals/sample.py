@@ -16,8 +16,10 @@ ImageSource = bytes | str | Image.Image
 class Sample(BaseModel):
     """A question with its image(s), options and gold answer, plus how to grade it.
 
-    `options` holds option texts when the dataset lists them (lettered A.. by position); benchmarks
-    that embed options in the question text leave it None and store a letter as `answer`.
+    `options` holds the option texts (lettered A.. by position) with a letter or option text as
+    `answer`. `options_in_question` marks options parsed out of the question text (MathVerse, MMStar,
+    LogicVista, We-Math print them there): they serve grading only, and the prompt shows the question
+    as the benchmark wrote it (`prompt_options` is None). Options printed only in the image stay None.
     `alt_answers` are further accepted golds (MMMU's list answers). `metadata` carries what the
     benchmark's aggregate metrics group by (subject, problem version, composite id, seed, ...).
     """
@@ -29,6 +31,7 @@ class Sample(BaseModel):
     images: tuple[ImageSource, ...] = ()
     question: str = Field(min_length=1)
     options: tuple[str, ...] | None = None
+    options_in_question: bool = False
     answer: str = Field(min_length=1)
     alt_answers: tuple[str, ...] = ()
     answer_type: AnswerType = "auto"
@@ -43,6 +46,11 @@ class Sample(BaseModel):
         if not value.strip():
             raise ValueError("must not be blank")
         return value
+
+    @property
+    def prompt_options(self) -> list[str] | None:
+        """The options to show beside the question (None when the question text already prints them)."""
+        return list(self.options) if self.options and not self.options_in_question else None
 
     def grading(self) -> dict[str, Any]:
         """Keyword arguments for `rapid_agent.answers.grade` (everything but prediction and gold)."""

@@ -13,7 +13,7 @@ from PIL import Image
 
 from evals.benchmarks import BENCHMARKS, get_benchmark
 from evals.config import BenchmarkRef
-from evals.scoring import grade_prediction
+from rapid_agent.answers import grade
 from rapid_agent.errors import ConfigError, InputError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evals"
@@ -21,6 +21,11 @@ FIXTURES = Path(__file__).parent / "fixtures" / "evals"
 
 def load(name: str, split: str | None = None, path: Path | None = None):
     return get_benchmark(name).load(split, path or FIXTURES / name)
+
+
+def right(sample, prediction: str) -> bool:
+    """The library's verdict on an extracted answer, against every accepted gold of the sample."""
+    return any(grade(prediction, gold, **sample.grading()).correct for gold in (sample.answer, *sample.alt_answers))
 
 
 def by_id(samples):
@@ -37,13 +42,13 @@ def test_mathvista_choice_text_answers_precision_and_image_folder():
     mc = samples["1"]
     assert mc.options == ("3", "4", "5") and mc.answer == "4" and mc.answer_type == "multiple_choice"
     # the answer is the choice *text*: a reply of letter B or of "4" is right, "A" is not
-    assert grade_prediction(mc, "B").correct and grade_prediction(mc, "4").correct
-    assert not grade_prediction(mc, "A").correct
+    assert right(mc, "B") and right(mc, "4")
+    assert not right(mc, "A")
     assert samples["2"].answer_type == "integer" and samples["2"].options is None
     flt = samples["3"]
     assert (flt.answer_type, flt.precision, flt.unit) == ("float", 2, "cm")
-    assert grade_prediction(flt, "1.2501 cm").correct and not grade_prediction(flt, "1.3").correct
-    assert samples["4"].answer_type == "list" and grade_prediction(samples["4"], "1, 2").correct
+    assert right(flt, "1.2501 cm") and not right(flt, "1.3")
+    assert samples["4"].answer_type == "list" and right(samples["4"], "1, 2")
     # images come from the JSONL's relative paths, resolved against the data folder
     assert Path(mc.images[0]).is_file() and decoded(mc.images[0]).size == (24, 24)
     assert mc.metadata["task"] == "figure question answering"
@@ -59,11 +64,19 @@ def test_mathverse_versions_text_only_and_vision_only_quirks():
     vision_only = samples["6"]
     assert vision_only.question.startswith("According to the question shown in the image")  # query_wo stands in
     assert vision_only.answer == "A" and vision_only.answer_type == "multiple_choice" and vision_only.options is None
-    assert grade_prediction(samples["1"], "A").correct and not grade_prediction(samples["1"], "B").correct
+    assert right(samples["1"], "A") and not right(samples["1"], "B")
     free = samples["7"]
-    assert free.answer_type == "auto" and grade_prediction(free, "4\\pi").correct
+    assert free.answer_type == "auto" and free.options is None and right(free, "4\\pi")
     # a version split keeps only that version
     assert [s.id for s in load("mathverse", "vision_only")] == ["6", "8"]
+
+
+def test_mathverse_choices_in_the_question_map_an_answer_text_to_its_letter():
+    text_dominant = by_id(load("mathverse"))["1"]
+    assert text_dominant.question.endswith("Choices:\nA:5\nB:6\nC:7\nD:8")  # the prompt keeps the benchmark's text
+    assert text_dominant.options == ("5", "6", "7", "8") and text_dominant.options_in_question
+    assert text_dominant.prompt_options is None  # shown once, in the question, not again as a list
+    assert right(text_dominant, "5") and right(text_dominant, "A") and not right(text_dominant, "6")
 
 
 def test_mathvision_letter_or_option_text_and_free_form():
@@ -71,10 +84,10 @@ def test_mathvision_letter_or_option_text_and_free_form():
     mc = samples["1"]
     assert mc.options == ("A", "B", "C", "D", "E") and mc.answer == "C"
     assert isinstance(mc.images[0], bytes)  # decoded_image embedded in the parquet
-    assert grade_prediction(mc, "C").correct and not grade_prediction(mc, "D").correct
+    assert right(mc, "C") and not right(mc, "D")
     free = samples["2"]
-    assert free.options is None and grade_prediction(free, "2\\sqrt{3}").correct
-    assert grade_prediction(free, "\\sqrt{12}").correct  # symbolic equality
+    assert free.options is None and right(free, "2\\sqrt{3}")
+    assert right(free, "\\sqrt{12}")  # symbolic equality
     assert free.metadata["subject"] == "metric geometry - length"
 
 
@@ -86,19 +99,22 @@ def test_mmmu_string_options_image_tags_and_list_answers():
     assert mc.options == ("The first", "The second", "(image 3)")
     assert len(mc.images) == 3 and len({bytes(i) for i in mc.images}) == 3
     assert mc.metadata == {"subject": "Math", "domain": "Science"}
-    assert grade_prediction(mc, "C").correct
+    assert right(mc, "C")
     open_q = samples["validation_Math_2"]
     assert open_q.answer == "24" and open_q.alt_answers == ("24.0",) and open_q.options is None
-    assert grade_prediction(open_q, "24").correct and not grade_prediction(open_q, "25").correct
+    assert right(open_q, "24") and not right(open_q, "25")
     assert samples["validation_Art_1"].metadata["domain"] == "Art and Design"
 
 
 def test_mmstar_inline_options_and_categories():
     samples = load("mmstar")
     assert [s.id for s in samples] == ["0", "1", "2"]
-    assert all(s.options is None and "Options: A:" in s.question for s in samples)
+    assert all("Options: A:" in s.question and s.options_in_question and s.prompt_options is None for s in samples)
+    assert samples[0].options == ("red", "green", "blue", "black")
     assert [s.metadata["category"] for s in samples] == ["coarse perception", "math", "instance reasoning"]
-    assert grade_prediction(samples[0], "(C)").correct and not grade_prediction(samples[0], "A").correct
+    assert right(samples[0], "(C)") and not right(samples[0], "A")
+    # an answer written as the option's text maps to its letter
+    assert right(samples[0], "blue") and not right(samples[0], "red") and right(samples[1], "2")
 
 
 def test_wemath_image_path_column_and_composite_keys():
@@ -108,15 +124,100 @@ def test_wemath_image_path_column_and_composite_keys():
     ]
     first = samples[0]
     assert first.question.endswith("\nA. 6; B. 8; C. 12; D. 24")  # question + "\n" + option
+    assert first.options == ("6", "8", "12", "24") and first.prompt_options is None
+    assert first.answer == "A" and right(first, "6") and not right(first, "8")
     assert decoded(first.images[0]).size == (24, 24)  # the PIL image stored under `image_path`
     assert first.metadata["problem"] == "1" and first.metadata["key"] == "2steps_1"
 
 
 def test_logicvista_multi_letter_answers_compare_as_sets():
     sample = by_id(load("logicvista"))["1"]
-    assert sample.answer == "A, C" and sample.metadata["skill"] == "spatial"
-    assert grade_prediction(sample, "C, A").correct and grade_prediction(sample, "A and C").correct
-    assert not grade_prediction(sample, "A").correct and not grade_prediction(sample, "A, B, C").correct
+    assert sample.answer == "A, C" and sample.metadata["skill"] == "inductive"
+    assert right(sample, "C, A") and right(sample, "A and C")
+    assert not right(sample, "A") and not right(sample, "A, B, C")
+
+
+def test_logicvista_options_in_both_printed_layouts_and_only_in_the_image():
+    samples = by_id(load("logicvista"))
+    assert samples["1"].options is None  # "(A-D)": the options are drawn in the image
+    assert samples["2"].options == ("8", "9", "10", "11") and right(samples["2"], "11") and not right(samples["2"], "8")
+    assert samples["3"].options == ("10", "12", "14", "16") and right(samples["3"], "14")
+    assert samples["4"].options is None  # "(A) (B) (C) (D)": labels without texts
+    assert all(s.prompt_options is None for s in samples.values())
+
+
+@pytest.mark.parametrize(("text", "layout", "gold", "expected"), [
+    ("Find AC.\nChoices:\nA:2\\sqrt{3}\nB:\\frac{5}{2}\nC:4", "MATHVERSE", "B", ("2\\sqrt{3}", "\\frac{5}{2}", "4")),
+    ("Is it red?\nOptions: A: Yes, it is, B: No", "MMSTAR", "A", ("Yes, it is", "No")),
+    ("A. 1cm；B. 2cm；C. No correct answer", "WEMATH", "C", ("1cm", "2cm", "No correct answer")),
+    ("Select from A, B, C, D and E. (A) 3,690 (B) 18,250 (C) 18,450 (D)9,230(E)36,900", "LOGICVISTA", "C",
+     ("3,690", "18,250", "18,450", "9,230", "36,900")),
+    ("Which hammer cools fastest? (A) Wood in water, (B) Steel in air, (C) There would be no difference", "LOGICVISTA",
+     "A", ("Wood in water", "Steel in air", "There would be no difference")),
+    ("(A) True (B)False", "LOGICVISTA", "C", None),  # the gold is not among the options: the parse is not trusted
+    ("Which is the correct answer? Select from 1-5", "LOGICVISTA", "3", None),
+    ("Options: A: only one", "MMSTAR", "A", None),
+])
+def test_embedded_option_layouts(text, layout, gold, expected):
+    from evals.benchmarks import options
+
+    assert options.embedded_options(text, getattr(options, layout), gold) == expected
+
+
+def _without_column(tmp_path: Path, column: str, name: str = "test.parquet", source: Path | None = None) -> Path:
+    table = datasets.load_dataset("parquet", data_files=str(source or FIXTURES / "logicvista" / "test.parquet"),
+                                  split="train")
+    folder = tmp_path / column
+    folder.mkdir()
+    table.remove_columns(column).to_parquet(str(folder / name))
+    return folder
+
+
+def test_logicvista_copy_without_ids_gets_stable_content_keys(tmp_path):
+    keyed = [s.id for s in get_benchmark("logicvista").load(path=_without_column(tmp_path, "id"))]
+    assert len(set(keyed)) == 4 and all(k.startswith("sha256-") for k in keyed)
+    table = datasets.load_dataset("parquet", data_files=str(FIXTURES / "logicvista" / "test.parquet"), split="train")
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    table.remove_columns("id").select([3, 1, 0, 2]).to_parquet(str(shuffled / "test.parquet"))
+    again = {s.question: s.id for s in get_benchmark("logicvista").load(path=shuffled)}
+    first = {s.question: s.id for s in get_benchmark("logicvista").load(path=tmp_path / "id")}
+    assert again == first  # the key follows the content, not the row's position
+    # the GitHub release names each item by its image: v1_0.png is item v1_0
+    named = table.remove_columns("id").add_column("imagename", [f"v1_{i}.png" for i in range(4)])
+    (tmp_path / "named").mkdir()
+    named.to_parquet(str(tmp_path / "named" / "test.parquet"))
+    assert [s.id for s in get_benchmark("logicvista").load(path=tmp_path / "named")] == ["v1_0", "v1_1", "v1_2", "v1_3"]
+
+
+@pytest.mark.parametrize("name", ["mmstar.parquet", "MMStar.parquet", "mmstar_val.parquet", "data/mmstar-val.parquet",
+                                  "data/train-00000-of-00001.parquet"])
+def test_a_folder_with_the_benchmark_file_under_another_name_loads_and_says_which(tmp_path, name, caplog):
+    target = tmp_path / "copy" / name
+    target.parent.mkdir(parents=True)
+    shutil.copy(FIXTURES / "mmstar" / "val.parquet", target)
+    with caplog.at_level("WARNING", logger="evals.benchmarks.base"):
+        assert [s.id for s in get_benchmark("mmstar").load(path=tmp_path / "copy")] == ["0", "1", "2"]
+    assert str(target) in caplog.text and "no val.parquet" in caplog.text
+
+
+def test_an_unknown_layout_lists_the_files_found_and_the_patterns_tried(tmp_path):
+    for name in ("first.parquet", "nested/second.jsonl"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(FIXTURES / "mmstar" / "val.parquet", tmp_path / name)
+    with pytest.raises(InputError) as info:
+        get_benchmark("mmstar").load(path=tmp_path)
+    message = str(info.value)
+    assert "no data file for split 'val'" in message
+    assert "tried: val.parquet, val-*.parquet" in message and "mmstar_val.parquet" in message
+    assert "mmstar.parquet" in message and "the folder's only data file" in message
+    assert "found: first.parquet, nested/second.jsonl" in message
+
+
+def test_one_file_never_stands_in_for_each_of_dynamaths_variants(tmp_path):
+    shutil.copy(FIXTURES / "dynamath" / "data" / "sample_variant1-00000-of-00001.parquet", tmp_path / "dynamath.parquet")
+    with pytest.raises(InputError, match=r"no data file for split 'sample_variant10'.*found: dynamath.parquet"):
+        get_benchmark("dynamath").load(path=tmp_path)  # each variant would re-read the same rows
 
 
 def test_dynamath_variants_seeds_and_float_tolerance():
@@ -125,8 +226,8 @@ def test_dynamath_variants_seeds_and_float_tolerance():
     assert [s.metadata["variant"] for s in samples] == [1, 2] * 3
     flt = by_id(samples)["2@v2"]
     assert flt.answer_type == "float" and flt.tolerance == 1e-3
-    assert grade_prediction(flt, "-1.2504").correct and not grade_prediction(flt, "-1.26").correct
-    assert by_id(samples)["1@v1"].answer_type == "multiple_choice" and grade_prediction(by_id(samples)["1@v1"], "B").correct
+    assert right(flt, "-1.2504") and not right(flt, "-1.26")
+    assert by_id(samples)["1@v1"].answer_type == "multiple_choice" and right(by_id(samples)["1@v1"], "B")
     assert [s.id for s in load("dynamath", "sample_variant2")] == ["1@v2", "2@v2", "3@v2"]
 
 
@@ -184,11 +285,11 @@ def test_unknown_benchmark_and_split_are_config_errors():
     with pytest.raises(ConfigError, match="local path"):
         BenchmarkRef.parse("mmstar=/no/such/folder")
     with pytest.raises(InputError, match="no data file for split 'val'.*found"):
-        get_benchmark("mmstar").load(path=FIXTURES / "wemath")
+        get_benchmark("mmstar").load(path=FIXTURES / "dynamath")
     assert BenchmarkRef.parse("mathverse:vision_only").label == "mathverse:vision_only"
     assert BenchmarkRef.parse("mathverse:testmini").label == "mathverse"
-    assert sorted(BENCHMARKS) == sorted(
-        ["bundled", "mathvista", "mathverse", "mathvision", "mmmu", "mmstar", "wemath", "logicvista", "dynamath"]
+    assert {"bundled", "mathvista", "mathverse", "mathvision", "mmmu", "mmstar", "wemath", "logicvista", "dynamath"} <= set(
+        BENCHMARKS
     )
 
 

@@ -296,6 +296,6 @@ def test_cli_bad_input_gets_clear_messages(tmp_path, capsys):
     url = f"http://127.0.0.1:{free_port()}/v1"
     assert main(["--reasoner", f"openai:some-model@{url}", "--limit", "2", *out]) == 2
     err = capsys.readouterr().err
-    assert f"error: the reasoner endpoint {url} is unreachable" in err and "start the server" in err
+    assert f"error: reasoner: the server at {url} is unreachable" in err and "start it" in err
     assert main(["--list-benchmarks"]) == 0
     assert "dynamath" in capsys.readouterr().out

@@ -3,13 +3,17 @@
 A benchmark module declares where its rows live (Hub id, configs, splits), how one row becomes a
 `Sample` (`to_sample`), and its aggregate metrics. Rows come from the Hub through `datasets`, or
 from a local copy: a parquet/JSONL file, or a folder holding `<split>.parquet`, `<split>-*.parquet`,
-`<split>.jsonl` (also nested, as in a downloaded Hub snapshot), with image columns holding
-embedded bytes or paths relative to the data file's folder.
+`<split>.jsonl` (also nested, as in a downloaded Hub snapshot) or, failing those, one file named
+after the benchmark (`mmstar.parquet`, `<bench>_<split>.parquet`) or the folder's only data file;
+image columns hold embedded bytes or paths relative to the data file's folder.
 """
 
 from __future__ import annotations
 
 import ast
+import fnmatch
+import hashlib
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,12 @@ from evals.metrics import MetricsFn
 from evals.sample import ImageSource, Sample
 from rapid_agent.errors import ConfigError, InputError
 
-_PATTERNS = ("{split}.parquet", "{split}-*.parquet", "{split}.jsonl", "{split}-*.jsonl", "{split}.json")
+_SPLIT_PATTERNS = ("{split}.parquet", "{split}-*.parquet", "{split}.jsonl", "{split}-*.jsonl", "{split}.json")
+_DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
+_NAMED_PATTERNS = tuple(f"{{bench}}{sep}{{split}}{ext}" for sep in "_-" for ext in _DATA_SUFFIXES)
+_BENCH_PATTERNS = tuple(f"{{bench}}{ext}" for ext in _DATA_SUFFIXES)
+_ONLY_FILE = "the folder's only data file"
+logger = logging.getLogger(__name__)
 
 
 class Split(BaseModel):
@@ -45,12 +54,16 @@ class Row:
     def get(self, column: str, default: Any = None) -> Any:
         return self.data.get(column, default)
 
+    def present(self, column: str) -> bool:
+        """Whether `column` holds a non-empty value in this row."""
+        value = self.data.get(column)
+        return not (value is None or (isinstance(value, float) and value != value) or not str(value).strip())
+
     def text(self, column: str) -> str:
         """A required, non-empty text column (numbers are turned into text)."""
-        value = self.data.get(column)
-        if value is None or (isinstance(value, float) and value != value) or not str(value).strip():
+        if not self.present(column):
             raise InputError(f"{self.where}: missing {column!r}")
-        return str(value).strip()
+        return str(self.data[column]).strip()
 
     def image(self, column: str, *, required: bool = True) -> ImageSource | None:
         """The image in `column` (embedded bytes, or a path resolved against the data folder)."""
@@ -69,6 +82,18 @@ class Row:
                 raise InputError(f"{self.where}: image file {value!r} (column {column!r}) does not exist")
             return str(path)
         return value
+
+    def content_key(self, text: str, image_column: str) -> str:
+        """A stable id from the row's content (`text` and the image's bytes), for copies without ids."""
+        digest = hashlib.sha256(text.encode())
+        source = self.image(image_column)
+        if isinstance(source, str):
+            digest.update(Path(source).read_bytes())
+        elif isinstance(source, bytes):
+            digest.update(source)
+        else:
+            digest.update(source.tobytes())
+        return f"sha256-{digest.hexdigest()[:16]}"
 
     def choice(self, column: str, mapping: Mapping[str, str]) -> str:
         """Map a dataset's category value (e.g. an answer type) through `mapping`; unknown values fail."""
@@ -152,7 +177,7 @@ class Benchmark(BaseModel):
         for n, part in enumerate(spec.parts):
             if path is not None:
                 try:
-                    files = local_files(path, part)
+                    files = local_files(path, part, bench=self.name, single=len(spec.parts) == 1)
                 except InputError:
                     if spec.some_parts_local and (found_any or n + 1 < len(spec.parts)):
                         continue
@@ -170,20 +195,42 @@ class Benchmark(BaseModel):
                     yield Row(data, f"{label} row {i}", None, part)
 
 
-def local_files(path: Path, split: str) -> list[Path]:
-    """The data files of `split` under a local path (a file is taken as the split itself)."""
+def local_files(path: Path, split: str, *, bench: str | None = None, single: bool = True) -> list[Path]:
+    """The data files of `split` under a local path (a file is taken as the split itself).
+
+    Tried in order: the split's own names (`val.parquet`, `val-00000-of-00001.parquet`, ...), then a
+    file named after benchmark and split (`mmstar_val.parquet`, any case) and, when the split is the
+    benchmark's only part (`single`: a file cannot hold one of DynaMath's ten variants), a file named
+    after the benchmark (`mmstar.parquet`) or the folder's only data file. A file found by name or as
+    the only file is logged; no match is an error listing the files found and the patterns tried.
+    """
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise InputError(f"local benchmark path {str(path)!r} does not exist")
-    for pattern in _PATTERNS:
+    for pattern in _SPLIT_PATTERNS:
         files = sorted(path.rglob(pattern.format(split=split)))
         if files:
             return files
-    found = sorted(p.name for p in path.rglob("*") if p.suffix in (".parquet", ".jsonl", ".json"))[:10]
+    data = sorted(p for p in path.rglob("*") if p.suffix in _DATA_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    patterns = (_NAMED_PATTERNS + (_BENCH_PATTERNS if single else ())) if bench else ()
+    named = [p.format(bench=bench, split=split).lower() for p in patterns]
+    for pattern in named:
+        files = [p for p in data if fnmatch.fnmatch(p.name.lower(), pattern)]
+        if len(files) == 1:
+            logger.warning("%s:%s: no %s.parquet/.jsonl under %s; using %s", bench, split, split, path, files[0])
+            return files
+    if single and len(data) == 1:
+        logger.warning("%s:%s: no %s.parquet/.jsonl under %s; using %s, %s", bench, split, split, path, data[0],
+                       _ONLY_FILE)
+        return data
+    tried = [p.format(split=split) for p in _SPLIT_PATTERNS] + named + ([_ONLY_FILE] if single else [])
+    found = [str(p.relative_to(path)) for p in data]
+    shown = ", ".join(found[:20]) + (f", ... ({len(found) - 20} more)" if len(found) > 20 else "")
     raise InputError(
-        f"no data file for split {split!r} under {str(path)!r} (looked for {', '.join(p.format(split=split) for p in _PATTERNS)}); "
-        f"found: {found or 'no parquet/JSONL files'}"
+        f"no data file for split {split!r} under {str(path)!r}; tried: {', '.join(tried)}; "
+        f"found: {shown or 'no parquet/JSONL files'}"
     )
 
 

@@ -1,23 +1,49 @@
-"""LogicVista (lscpku/LogicVista, split `test`): options in the question text; the answer one or
-several letters ("A, C", compared as a set); accuracy per `skill`."""
+"""LogicVista (lscpku/LogicVista, split `test`): options in the question text ("(A) True (B) False",
+parsed out for grading; often only in the image); the answer one or several letters ("A, C",
+compared as a set); accuracy per `skill`.
+
+Copies without an `id` column are keyed by `imagename` (the GitHub release's `v1_0.png` → `v1_0`),
+else by a hash of the question and the image bytes, so ids stay stable across re-downloads.
+"""
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from evals.benchmarks.base import Benchmark, Row, Split
+from evals.benchmarks.options import LOGICVISTA, embedded_options
 from evals.metrics import by_group
 from evals.sample import Sample
 
 
 def to_sample(row: Row) -> Sample:
+    question, answer = row.text("question"), row.text("answer")
+    image = row.image("image")
+    options = embedded_options(question, LOGICVISTA, answer)
     return Sample(
-        id=row.text("id"),
+        id=_sample_id(row, question),
         benchmark="logicvista",
-        images=(row.image("image"),),
-        question=row.text("question"),
-        answer=row.text("answer"),
+        images=(image,),
+        question=question,
+        options=options,
+        options_in_question=options is not None,
+        answer=answer,
         answer_type="multiple_choice",
-        metadata={"skill": row.get("skill")},
+        metadata={"skill": _skill(row.get("skill"))},
     )
+
+
+def _skill(value) -> str | None:
+    """The GitHub release lists skills (["inductive"]); the Hub copy names one."""
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+
+def _sample_id(row: Row, question: str) -> str:
+    if row.present("id"):
+        return row.text("id")
+    if row.present("imagename"):
+        return PurePath(row.text("imagename")).stem
+    return row.content_key(question, "image")
 
 
 BENCHMARK = Benchmark(

@@ -1,13 +1,15 @@
 """MathVerse (AI4Math/MathVerse, config and split `testmini`): six problem versions of each problem.
 
-Options live in the question text (or, for Vision Only, only in the image); `answer` is a letter
-for `multi-choice`. `image` is empty for Text Only. Vision Only rows may carry no question text
-(it is in the image), so `query_wo` stands in. Splits `vision_only` .. `text_only` select a version.
+Options live in the question text ("Choices:\nA:5\nB:6", parsed out for grading) or, for Vision
+Only, only in the image; `answer` is a letter for `multi-choice`. `image` is empty for Text Only.
+Vision Only rows may carry no question text (it is in the image), so `query_wo` stands in. Splits
+`vision_only` .. `text_only` select a version.
 """
 
 from __future__ import annotations
 
 from evals.benchmarks.base import Benchmark, Row, Split
+from evals.benchmarks.options import MATHVERSE, embedded_options
 from evals.metrics import by_group
 from evals.sample import Sample
 
@@ -22,13 +24,17 @@ def to_sample(row: Row) -> Sample:
     image = row.image("image", required=version != "Text Only")
     question = str(row.get("question") or "").strip() or row.text("query_wo")
     meta = row.get("metadata") or {}
+    answer_type, answer = row.choice("question_type", QUESTION_TYPES), row.text("answer")
+    options = embedded_options(question, MATHVERSE, answer) if answer_type == "multiple_choice" else None
     return Sample(
         id=row.text("sample_index"),
         benchmark="mathverse",
         images=(image,) if image is not None else (),
         question=question,
-        answer=row.text("answer"),
-        answer_type=row.choice("question_type", QUESTION_TYPES),
+        options=options,
+        options_in_question=options is not None,
+        answer=answer,
+        answer_type=answer_type,
         metadata={"version": version, "problem": row.text("problem_index"), "subfield": meta.get("subfield")},
     )
 

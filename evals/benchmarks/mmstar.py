@@ -1,20 +1,25 @@
 """MMStar (Lin-Chen/MMStar, split `val`): options inline in the question ("Options: A: ..., B: ..."),
-the answer a letter; accuracy per `category` (6 core capabilities)."""
+parsed out for grading; the answer a letter; accuracy per `category` (6 core capabilities)."""
 
 from __future__ import annotations
 
 from evals.benchmarks.base import Benchmark, Row, Split
+from evals.benchmarks.options import MMSTAR, embedded_options
 from evals.metrics import by_group
 from evals.sample import Sample
 
 
 def to_sample(row: Row) -> Sample:
+    question, answer = row.text("question"), row.text("answer")
+    options = embedded_options(question, MMSTAR, answer)
     return Sample(
         id=row.text("index"),
         benchmark="mmstar",
         images=(row.image("image"),),
-        question=row.text("question"),
-        answer=row.text("answer"),
+        question=question,
+        options=options,
+        options_in_question=options is not None,
+        answer=answer,
         answer_type="multiple_choice",
         metadata={"category": row.text("category"), "l2_category": row.get("l2_category")},
     )

@@ -2,7 +2,8 @@
 
 Rows sharing an `ID` form one composite problem: its one-step parts (`key` `2steps_1`, ...) and the
 composite question (`2steps_multi`). The image is stored under `image_path`; the prompt is
-`question + "\\n" + option`. Metrics: We-Math's strict/loose scores and the IK/IG/CM/RM rates.
+`question + "\\n" + option`, and the options ("A. 6; B. 8; ...") are parsed for grading.
+Metrics: We-Math's strict/loose scores and the IK/IG/CM/RM rates.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 
 from evals.benchmarks.base import Benchmark, Row, Split
+from evals.benchmarks.options import WEMATH, embedded_options
 from evals.metrics import wemath_metrics
 from evals.sample import Sample
 
@@ -21,12 +23,16 @@ def to_sample(row: Row) -> Sample:
     match = _KEY.match(key)
     if match is None or (match.group(2) != "multi" and not 1 <= int(match.group(2)) <= int(match.group(1))):
         raise row.error(f"unknown key {key!r}; expected 2steps_1..2, 2steps_multi, 3steps_1..3 or 3steps_multi")
+    option, answer = row.text("option"), row.text("answer")
+    options = embedded_options(option, WEMATH, answer)
     return Sample(
         id=f"{problem}/{key}",
         benchmark="wemath",
         images=(row.image("image_path"),),
-        question=row.text("question") + "\n" + row.text("option"),
-        answer=row.text("answer"),
+        question=row.text("question") + "\n" + option,
+        options=options,
+        options_in_question=options is not None,
+        answer=answer,
         answer_type="multiple_choice",
         metadata={"problem": problem, "key": key, "concept": row.get("knowledge concept")},
     )
