@@ -1,0 +1,57 @@
+"""`python -m training.miniworld [--quick] [--out DIR]`: train the miniature world from scratch and test RAPID's claims.
+
+Stages: SFT of the small and large reasoners, SFT of the captioner, VPO (`python -m training.vpo
+--preset miniworld`), then `python -m evals.run` on held-out charts. Re-running the same command
+resumes at the first unfinished stage. The full run installs the fp16 weights into
+`rapid_agent/miniworld/weights` (with a manifest) and writes `docs/miniworld.md`; `--quick` (CI,
+a few minutes) writes its report into OUT only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from training.miniworld.pipeline import MiniworldConfig, Pipeline
+from training.miniworld.report import claims, install, write_docs
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.miniworld", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a few minutes end to end (CI); nothing is installed")
+    p.add_argument("--out", type=Path, help="work folder (default runs/miniworld, or runs/miniworld-quick)")
+    p.add_argument("--docs", type=Path, help="report file (default docs/miniworld.md; OUT/miniworld.md with --quick)")
+    p.add_argument("--no-install", action="store_true", help="keep the shipped weights as they are")
+    p.add_argument("--vpo-learning-rate", type=float, help="VPO learning rate (default from the config)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(2)
+    overrides = {"seed": args.seed} | ({"vpo_learning_rate": args.vpo_learning_rate} if args.vpo_learning_rate else {})
+    config = MiniworldConfig.quick(**overrides) if args.quick else MiniworldConfig(**overrides)
+    out = args.out or Path("runs") / ("miniworld-quick" if args.quick else "miniworld")
+    docs = args.docs or (out / "miniworld.md" if args.quick else Path("docs") / "miniworld.md")
+    pipeline = Pipeline(config, out, progress=not args.no_progress)
+    result = pipeline.run()
+    found = claims(out / "evals" / "all" / "summary.json")
+    (out / "claims.json").write_text(json.dumps(found, indent=1) + "\n")
+    command = ["python", "-m", "training.miniworld", *(argv if argv is not None else sys.argv[1:])]
+    write_docs(out, docs, found, result, command=command, quick=args.quick)
+    if not args.quick and not args.no_install:
+        install(out, command=command, config=config)
+    print("\n" + (out / "summary.txt").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""The miniature world's results: the three claims from the merged eval report, the docs page, the shipped weights.
+
+Run labels follow `evals.run` and `evals.merge`: `reasoner-small [decoupled] (vpo)` is the small
+reasoner reading the VPO captioner's captions, `(sft)` the SFT captioner's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from rapid_agent.miniworld import MANIFEST, MODELS, WEIGHTS_DIR
+
+VPO_MARGIN = 0.10  # the claim: VPO beats the SFT captioner by at least 10 points with the small reasoner
+RUNS = {
+    "small_vpo": "reasoner-small [decoupled] (vpo)",
+    "small_sft": "reasoner-small [decoupled] (sft)",
+    "large_vpo": "reasoner-large [decoupled] (vpo)",
+    "large_sft": "reasoner-large [decoupled] (sft)",
+    "blind_small": "reasoner-small [blind]",
+    "blind_large": "reasoner-large [blind]",
+    "direct_vpo": "captioner [direct]",
+    "direct_sft": "captioner-sft [direct]",
+}
+CURVES = {
+    "vpo/reward_mean": "reward (reasoner accuracy, mean)",
+    "vpo/caption_length": "caption length (tokens)",
+    "vpo/frac_zero_std_groups": "zero-variance groups (fraction)",
+    "completions/clipped_ratio": "captions cut at the token limit (fraction)",
+}
+
+
+def _difference(summary: dict[str, Any], a: str, b: str) -> dict[str, Any]:
+    """A − B (paired bootstrap interval, McNemar p) from the summary's comparisons, in either order."""
+    for c in summary["comparisons"]:
+        if (c["a"], c["b"]) == (a, b):
+            return {"a": a, "b": b, "difference": c["difference"], "low": c["low"], "high": c["high"],
+                    "p_value": c["p_value"], "n": c["n"], "accuracy_a": c["accuracy_a"], "accuracy_b": c["accuracy_b"]}
+        if (c["a"], c["b"]) == (b, a):
+            return {"a": a, "b": b, "difference": -c["difference"], "low": -c["high"], "high": -c["low"],
+                    "p_value": c["p_value"], "n": c["n"], "accuracy_a": c["accuracy_b"], "accuracy_b": c["accuracy_a"]}
+    raise KeyError(f"no comparison of {a!r} and {b!r} in the eval summary")
+
+
+def claims(summary_path: Path) -> dict[str, Any]:
+    """The three claims, each with its paired differences and whether it holds."""
+    summary = json.loads(Path(summary_path).read_text())
+    perception = _difference(summary, RUNS["small_vpo"], RUNS["blind_small"])
+    vpo = _difference(summary, RUNS["small_vpo"], RUNS["small_sft"])
+    scaling = _difference(summary, RUNS["large_vpo"], RUNS["small_vpo"])
+    transfer = _difference(summary, RUNS["large_vpo"], RUNS["large_sft"])
+    return {
+        "perception": {**perception, "holds": perception["low"] > 0.2},
+        "vpo": {**vpo, "holds": vpo["difference"] >= VPO_MARGIN and vpo["low"] > 0},
+        "scaling": {**scaling, "holds": scaling["low"] > 0},
+        "transfer": {**transfer, "holds": transfer["low"] > 0},
+        "accuracy": {key: _accuracy(summary, label) for key, label in RUNS.items() if label in summary["runs"]},
+    }
+
+
+def _accuracy(summary: dict[str, Any], label: str) -> dict[str, Any]:
+    bench = summary["runs"][label]["benchmarks"]["miniworld"]
+    return {"overall": bench["accuracy"], "families": bench["metrics"]}
+
+
+# ----------------------------------------------------------------------------------------- docs
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _claim_line(name: str, c: dict[str, Any]) -> str:
+    verdict = "**holds**" if c["holds"] else "**not reached**"
+    return (f"| {name} | `{c['a']}` − `{c['b']}` | {_pct(c['accuracy_a'])} − {_pct(c['accuracy_b'])} | "
+            f"{100 * c['difference']:+.1f} [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] | {c['p_value']:.2g} | "
+            f"{c['n']} | {verdict} |")
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """VPO training curves (reward, reasoner accuracy, caption length, zero-variance groups)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [h for h in history if "vpo/reward_mean" in h]
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
+    for ax, (key, title) in zip(axes, CURVES.items(), strict=True):
+        steps = [h["step"] for h in rows if key in h]
+        values = [h[key] for h in rows if key in h]
+        ax.plot(steps, values, alpha=0.35, color="tab:blue")
+        window = max(1, len(values) // 15)
+        smooth = [sum(values[max(0, i - window + 1): i + 1]) / len(values[max(0, i - window + 1): i + 1])
+                  for i in range(len(values))]
+        ax.plot(steps, smooth, color="tab:blue")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("VPO step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _family_table(found: dict[str, Any]) -> list[str]:
+    acc = found["accuracy"]
+    families = sorted({f for run in acc.values() for f in run["families"]})
+    lines = ["| run | overall | " + " | ".join(f.removeprefix("family=") for f in families) + " |",
+             "|---" * (len(families) + 2) + "|"]
+    for key, label in RUNS.items():
+        if key not in acc:
+            continue
+        cells = [f"{_pct(acc[key]['overall']['value'])} [{_pct(acc[key]['overall']['low'])}, {_pct(acc[key]['overall']['high'])}]"]
+        cells += [_pct(acc[key]["families"][f]["value"]) if f in acc[key]["families"] else "—" for f in families]
+        lines.append(f"| `{label}` | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _examples(out: Path, count: int = 4) -> list[str]:
+    """Captions of the same held-out items before and after VPO, with the small reasoner's answers."""
+    def records(folder: str) -> dict[str, dict]:
+        path = out / "evals" / folder / "samples.jsonl"
+        found = {}
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if r["run"] == "reasoner-small [decoupled]":
+                found[r["id"]] = r
+        return found
+
+    vpo, sft = records("vpo"), records("sft")
+    lines = []
+    for key in sorted(vpo.keys() & sft.keys())[:count]:
+        a, b = sft[key], vpo[key]
+        lines += [f"- **{a['id']}** — {a.get('question', '')} (gold `{(a.get('gold') or [''])[0]}`)",
+                  f"  - SFT caption: `{_caption(a)}` → `{_short(a.get('output'))}`",
+                  f"  - VPO caption: `{_caption(b)}` → `{_short(b.get('output'))}`"]
+    return lines
+
+
+def _caption(record: dict) -> str:
+    captions = record.get("captions") or []
+    return captions[0] if captions else ""
+
+
+def _short(text: Any) -> str:
+    return " ".join(str(text or "").split())[:120]
+
+
+def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, Any], *, command: list[str],
+               quick: bool) -> None:
+    """Write the report page (and its plots beside it) and `OUT/summary.txt`."""
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    assets = docs.parent / "miniworld"
+    assets.mkdir(exist_ok=True)
+    history = json.loads((out / "models" / "captioner" / "training_log.json").read_text())["log_history"]
+    plot_curves(history, assets / "vpo_curves.png")
+    shutil.copy2(out / "evals" / "all" / "accuracy.png", assets / "accuracy.png")
+    config = json.loads((out / "config.json").read_text())
+    params = {name: json.loads((out / "models" / name / "training_log.json").read_text()).get("params")
+              for name in MODELS if name != "captioner"}
+    stages = "\n".join(f"| {s['name']} | {s['seconds'] / 60:.1f} |" for s in result["stages"])
+    total = sum(s["seconds"] for s in result["stages"])
+    lines = [
+        "# The miniature world: RAPID's claims, reproduced by tiny models trained on a CPU",
+        "",
+        f"_Generated by `{' '.join(command)}`{' (quick mode)' if quick else ''}; do not edit by hand._",
+        "",
+        "Bar charts drawn by code (`rapid_agent.miniworld`), five question families, held-out scenes never seen in "
+        "training. A tiny Qwen2.5-VL captioner is trained (TRL `SFTTrainer`) to describe charts *without* regard to the "
+        f"question — two bars at random, every bar only {100 * config['full_probability']:.0f}% of the time — then VPO "
+        "(`python -m training.vpo --preset miniworld`, GRPO, the small reasoner frozen as the reward) aligns it with "
+        "the reasoner. Two Qwen2 reasoners are trained with `SFTTrainer` on (true description + question → work + "
+        "`\\boxed{}`): a small one that writes sums on one line, a larger one that writes partial sums.",
+        "",
+        f"Parameters: captioner {params.get('captioner-sft'):,}, small reasoner {params.get('reasoner-small'):,}, "
+        f"large reasoner {params.get('reasoner-large'):,}. Evaluated on {config['eval_items']} held-out items with "
+        "`python -m evals.run --benchmark miniworld --prompt paper-train`; intervals are 95% (Wilson for accuracy, "
+        "paired bootstrap for differences), p-values McNemar's exact test.",
+        "",
+        "## The claims",
+        "",
+        "| claim | A − B | accuracy A − B (%) | difference [95% CI] (points) | McNemar p | n | verdict |",
+        "|---|---|---|---|---|---|---|",
+        _claim_line("1. perception matters (vs blind)", found["perception"]),
+        _claim_line(f"2. VPO works (≥ +{100 * VPO_MARGIN:.0f} points)", found["vpo"]),
+        _claim_line("3. inference-time scaling (larger reasoner)", found["scaling"]),
+        _claim_line("3. transfer (VPO captions help the larger reasoner)", found["transfer"]),
+        "",
+        "## Accuracy per run and question family (%)",
+        "",
+        *_family_table(found),
+        "",
+        "`[direct]` rows are the captioner answering alone (the MLLM baseline); `[blind]` rows the reasoner with no caption.",
+        "",
+        "![accuracy](miniworld/accuracy.png)",
+        "",
+        "## VPO training curves",
+        "",
+        "![VPO curves](miniworld/vpo_curves.png)",
+        "",
+        "## Captions before and after VPO (small reasoner's answer)",
+        "",
+        *_examples(out),
+        "",
+        "## Stages (minutes on this machine, 2 CPU threads)",
+        "",
+        "| stage | minutes |",
+        "|---|---|",
+        stages,
+        f"| total | {total / 60:.1f} |",
+        "",
+        "Settings: `" + json.dumps(config) + "`",
+        "",
+    ]
+    docs.write_text("\n".join(lines))
+    summary = [f"miniworld: {total / 60:.1f} min; report {docs}"]
+    for name in ("perception", "vpo", "scaling", "transfer"):
+        c = found[name]
+        summary.append(f"  {name:<10} {c['a']} − {c['b']}: {100 * c['difference']:+.1f} points "
+                       f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] → {'holds' if c['holds'] else 'NOT REACHED'}")
+    (out / "summary.txt").write_text("\n".join(summary) + "\n")
+
+
+def install(out: Path, *, command: list[str], config: Any, weights_dir: Path = WEIGHTS_DIR) -> None:
+    """Copy the trained fp16 models into the package with a manifest of what made them."""
+    for name in MODELS:
+        target = weights_dir / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(out / "models" / name, target, ignore=shutil.ignore_patterns("training_log.json", "stage.complete"))
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    manifest = {"command": command, "seed": config.seed, "git_commit": commit or None, "config": config.model_dump(),
+                "claims": json.loads((out / "claims.json").read_text())}
+    (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

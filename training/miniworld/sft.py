@@ -1,0 +1,174 @@
+"""Supervised stages of the miniature world: the reasoners and the (not yet aligned) captioner, with TRL's SFTTrainer.
+
+Every training prompt is built from the same preset texts the RAPID graph sends (caption system
+message, image before text, options appended by `format_question`), so the trained models run
+unchanged behind `hf:` specs.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, Features, Image, List, Value
+from pydantic import BaseModel, ConfigDict, Field
+
+from rapid_agent.miniworld import world
+from rapid_agent.prompts import format_question, get_preset
+from rapid_agent.testing import build_tiny_captioner, build_tiny_reasoner
+from training.data import with_image_loading
+
+PRESET = "paper-train"
+_MESSAGE = {"role": Value("string"), "content": Value("string")}
+_TEXT_FEATURES = Features({"prompt": List(_MESSAGE), "completion": List(_MESSAGE)})
+_VISION_FEATURES = Features({"prompt": List(_MESSAGE), "completion": List(_MESSAGE), "images": List(Image())})
+
+
+class ReasonerSize(BaseModel):
+    """Width and depth of a Qwen2 reasoner (heads of 32 dimensions)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hidden_size: int = Field(128, gt=0, multiple_of=32)
+    num_hidden_layers: int = Field(2, gt=0)
+
+
+class SFTStage(BaseModel):
+    """One supervised run: how many optimizer steps over how many distinct examples."""
+
+    model_config = ConfigDict(frozen=True)
+
+    steps: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    examples: int = Field(gt=0, description="Distinct examples generated (cycled when steps need more).")
+    learning_rate: float = Field(2e-3, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+
+
+def user_message(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def reasoner_prompt(caption: str, task: world.Task) -> list[dict[str, str]]:
+    """The graph's reasoner messages for `caption` (preset paper-train)."""
+    preset = get_preset(PRESET)
+    text = preset.reasoner_user.format(caption=caption, question=format_question(task.question, task.options), tentative="")
+    return [{"role": "system", "content": preset.reasoner_system}, user_message(text)]
+
+
+def caption_prompt(task: world.Task) -> list[dict[str, str]]:
+    """The graph's captioning messages (the image goes before the text, as the graph sends it)."""
+    preset = get_preset(PRESET)
+    text = preset.caption_user.format(question=format_question(task.question, task.options))
+    return [{"role": "system", "content": preset.caption_system}, user_message(text)]
+
+
+def direct_prompt(task: world.Task) -> list[dict[str, str]]:
+    """The graph's direct-answer (tentative) messages: the MLLM asked the question itself."""
+    preset = get_preset(PRESET)
+    return [{"role": "system", "content": preset.tentative_system}, user_message(format_question(task.question, task.options))]
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def reasoner_dataset(count: int, *, seed: int, sum_style: world.SumStyle) -> Dataset:
+    """(true description + question → work and boxed answer) rows on training scenes."""
+    rows = [
+        {"prompt": reasoner_prompt(world.describe(task.scene), task),
+         "completion": _assistant(world.reasoner_work(task, sum_style=sum_style))}
+        for task in world.tasks("train", count, seed=seed)
+    ]
+    return Dataset.from_list(rows, features=_TEXT_FEATURES)
+
+
+def captioner_dataset(count: int, *, seed: int, full_probability: float, direct_fraction: float) -> Dataset:
+    """Captioning rows (question-blind partial descriptions) and a share of direct-answer rows.
+
+    Images are stored as 224-px PNGs and pass through the graph's `ImagePolicy` on access, so
+    training sees exactly the pixels inference sees.
+    """
+    rng = random.Random(f"captioner-{seed}")
+    rows = []
+    for task in world.tasks("train", count, seed=seed):
+        if rng.random() < direct_fraction:
+            prompt, target = direct_prompt(task), world.direct_answer(task)
+        else:
+            prompt, target = caption_prompt(task), world.partial_description(task.scene, rng, full_probability=full_probability)
+        rows.append({"prompt": prompt, "completion": _assistant(target), "images": [{"bytes": world.png(task.scene)}]})
+    return with_image_loading(Dataset.from_list(rows, features=_VISION_FEATURES))
+
+
+def init_reasoner(path: Path, size: ReasonerSize, *, seed: int) -> Path:
+    """A fresh random reasoner of `size` with the project's tiny tokenizer and chat template."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = build_tiny_reasoner(Path(tmp) / "base", seed=seed)
+        config = AutoConfig.from_pretrained(base)
+        config.hidden_size = size.hidden_size
+        config.num_hidden_layers = size.num_hidden_layers
+        config.intermediate_size = 2 * size.hidden_size
+        config.num_attention_heads = size.hidden_size // 32
+        config.num_key_value_heads = 2 if config.num_attention_heads % 2 == 0 else 1
+        config.layer_types = ["full_attention"] * size.num_hidden_layers
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+        model.generation_config = AutoModelForCausalLM.from_pretrained(base).generation_config
+        model.save_pretrained(path)
+        AutoTokenizer.from_pretrained(base).save_pretrained(path)
+    return path
+
+
+def init_captioner(path: Path, *, seed: int) -> Path:
+    """A fresh random tiny Qwen2.5-VL captioner (the project's tiny builder)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = build_tiny_captioner(Path(tmp) / "base", seed=seed)
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        AutoModelForImageTextToText.from_pretrained(base).save_pretrained(path)
+        AutoProcessor.from_pretrained(base).save_pretrained(path)
+    return path
+
+
+def sft(model_dir: Path, dataset: Dataset, stage: SFTStage, out: Path, *, vision: bool, seed: int) -> dict[str, Any]:
+    """Train the model in `model_dir` on `dataset` with TRL's SFTTrainer; save to `out`; return its log."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    if vision:
+        model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+        processing = AutoProcessor.from_pretrained(model_dir)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        processing = AutoTokenizer.from_pretrained(model_dir)
+    args = SFTConfig(
+        output_dir=str(out / "trainer"),
+        max_steps=stage.steps,
+        per_device_train_batch_size=stage.batch_size,
+        learning_rate=stage.learning_rate,
+        warmup_steps=stage.warmup_steps,
+        lr_scheduler_type="cosine",
+        weight_decay=0.0,
+        logging_steps=max(1, stage.steps // 50),
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        seed=seed,
+        max_length=None,
+        remove_unused_columns=not vision,
+        dataloader_num_workers=0,
+        dataset_num_proc=None,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processing)
+    trainer.train()
+    trainer.save_model(str(out))
+    processing.save_pretrained(str(out))
+    model.generation_config.save_pretrained(str(out))
+    return {"log_history": trainer.state.log_history}
