@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rapid_agent.answers import AnswerType
 from rapid_agent.errors import ConfigError
+from rapid_agent.miniworld import WEIGHTS_DIR as MINIWORLD_WEIGHTS
 from rapid_agent.models.spec import GenerationSettings
 from rapid_agent.prompts import get_preset
 
@@ -50,6 +51,29 @@ PAPER: dict[str, Any] = {
     "gradient_checkpointing": True,
 }
 
+# The miniature world (rapid_agent.miniworld, trained by `python -m training.miniworld`): a tiny captioner on a
+# CPU, the shipped SFT captioner as the policy and the shipped small reasoner frozen, greedy, as the reward.
+MINIWORLD: dict[str, Any] = {
+    "captioner": "hf:" + str(MINIWORLD_WEIGHTS / "captioner-sft"),
+    "reasoner": "miniworld:reasoner-small",
+    "dataset": "miniworld",
+    "max_samples": 4000,
+    "num_generations": 8,
+    "per_device_train_batch_size": 32,
+    "learning_rate": 3e-4,
+    "lr_scheduler_type": "constant",
+    "beta": 0.0,
+    "loss_type": "dapo",
+    "temperature": 1.0,
+    "max_completion_length": 48,
+    "reasoner_temperature": 0.0,
+    "reasoner_max_new_tokens": 64,
+    "max_steps": 120,
+    "save_steps": 10_000,
+    "gradient_checkpointing": False,
+    "startup_check": False,
+}
+
 DIFFERS_FROM_PAPER: dict[str, str] = {
     "gradient_accumulation_steps": "the paper's batch of 256 prompts needs 8 GPUs; one GPU takes 8 captions per update",
     "steps_per_generation": "one rollout per update on one GPU (TRL's default) instead of 2 updates per rollout",
@@ -65,7 +89,9 @@ class VPOConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    preset: Literal["default", "paper"] = Field("default", description="'paper' fills unset fields from PAPER.")
+    preset: Literal["default", "paper", "miniworld"] = Field(
+        "default", description="'paper' fills unset fields from PAPER, 'miniworld' from MINIWORLD."
+    )
 
     # models
     captioner: str = Field(
@@ -158,8 +184,8 @@ class VPOConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset") == "paper":
-            return {**PAPER, **data}
+        if isinstance(data, dict) and data.get("preset") in ("paper", "miniworld"):
+            return {**(PAPER if data["preset"] == "paper" else MINIWORLD), **data}
         return data
 
     @field_validator("num_generations")

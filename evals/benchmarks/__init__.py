@@ -9,6 +9,7 @@ from evals.benchmarks import (
     mathverse,
     mathvision,
     mathvista,
+    miniworld,
     mmmu,
     mmstar,
     wemath,
@@ -18,7 +19,7 @@ from rapid_agent.errors import ConfigError
 
 BENCHMARKS: dict[str, Benchmark] = {
     m.BENCHMARK.name: m.BENCHMARK
-    for m in (bundled, mathvista, mathverse, mathvision, mmmu, mmstar, wemath, logicvista, dynamath)
+    for m in (bundled, mathvista, mathverse, mathvision, mmmu, mmstar, wemath, logicvista, dynamath, miniworld)
 }
 
 
