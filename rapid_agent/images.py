@@ -12,7 +12,8 @@ A source's kind is told by its Python type and prefix alone, never by what exist
   signature of an accepted format, otherwise a local file path (pass a `Path` to force a path).
 
 Limits are checked from the image header before any pixel is decoded, so the memory and time spent on
-one image are bounded by `max_pixels` (about 8 bytes per pixel at the peak).
+one image are bounded by `max_pixels`: the peak is about 8 bytes per pixel for RGBA PNG or TIFF, 2 for
+a JPEG that is downscaled (decoded at a reduced scale), 20 for WebP (libwebp's own frame buffers).
 """
 
 from __future__ import annotations
@@ -342,7 +343,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         if image.mode == "La":
             image = image.convert("LA")  # premultiplied -> straight alpha (PIL has no La -> RGBA)
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         composite = Image.new("RGB", rgba.size, "white")
         composite.paste(rgba, mask=rgba)
         return composite

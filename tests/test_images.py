@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from rapid_agent import ImageInputError, ImagePolicy, load_images
-from rapid_agent.images import check_data_url, check_images, from_data_url, to_data_url
+from rapid_agent.images import check_images, from_data_url, to_data_url
 
 SMALL = ImagePolicy(resize_min_pixels=1, resize_max_pixels=10**9)
 
@@ -92,27 +90,6 @@ def test_paths_outside_the_allowed_root_are_refused(tmp_path):
 def test_refusals_name_the_problem(source, policy, message):
     with pytest.raises(ImageInputError, match=message):
         load_images([source], policy)
-
-
-def png_header_claiming(width: int, height: int) -> bytes:
-    """A few hundred bytes that declare a huge greyscale PNG (a decompression bomb's shape)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 10_000)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-def test_decompression_bomb_is_refused_before_decoding():
-    big = png_header_claiming(10_000, 7_000)
-    assert len(big) < 1000
-    with pytest.raises(ImageInputError, match="70000000 pixels; the limit is max_pixels=64000000"):
-        load_images([big], ImagePolicy())
-    bomb = png_header_claiming(30_000, 30_000)  # PIL's own guard fires even with our limit lifted
-    with pytest.raises(ImageInputError, match=r"decompression bomb \(Image size \(900000000 pixels\)"):
-        load_images([bomb], ImagePolicy(max_pixels=10**10))
 
 
 def test_too_many_images_are_refused():
@@ -276,28 +253,3 @@ def test_truncated_and_corrupt_images_are_typed(tmp_path):
     for source in [truncated, lazy, str(tmp_path / "cut.png"), encoded(Image.new("RGB", (8, 8)), "JPEG")[:200]]:
         with pytest.raises(ImageInputError, match="image 0: not a readable image"):
             load_images([source], SMALL)
-
-
-def test_check_data_url_accepts_what_the_graph_encodes_and_nothing_else():
-    policy = ImagePolicy(max_bytes=1000, max_pixels=100 * 100, resize_max_pixels=64 * 64)
-    check_data_url(to_data_url(Image.effect_noise((64, 64), 80).convert("RGB")), policy)  # > max_bytes, fits area
-    huge = base64.b64encode(png_header_claiming(50_000, 1)).decode()
-    jpeg = base64.b64encode(encoded(Image.new("RGB", (8, 8)), "JPEG")).decode()
-    for url, message in [
-        ("http://127.0.0.1:9/a.png", "expected a data:image/<type>;base64, URL"),
-        (b"data:image/png;base64,", "expected a data:image/<type>;base64, URL"),
-        ("data:text/plain;base64,aGk=", "expected a data:image/<type>;base64, URL"),
-        (f"data:image/png;base64,{huge}", "limit is max_width=32768"),
-        (f"data:image/png;base64,{base64.b64encode(png_header_claiming(101, 100)).decode()}", "limit is max_pixels"),
-        (f"data:image/jpeg;base64,{jpeg}", None),
-        ("data:image/png;base64,iVBOR w0KGgo=", "invalid base64"),
-        ("data:image/png;base64," + "A" * 1_500_000, "limit is max_bytes=1064960"),  # 4 * 64 * 64 + 1 MiB
-        ("data:image/png;base64,aGVsbG8=", "not a readable image in an accepted format"),
-    ]:
-        if message is None:
-            check_data_url(url, policy)
-            with pytest.raises(ImageInputError, match=r"accepted format \(PNG\)"):
-                check_data_url(url, ImagePolicy(formats=("PNG",)))
-            continue
-        with pytest.raises(ImageInputError, match=message):
-            check_data_url(url, policy, where="image_urls[0]")
