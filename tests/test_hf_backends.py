@@ -146,3 +146,49 @@ def test_tiny_captioner_serves_tentative_and_recaption_rounds(tiny_captioner_pat
         assert [u["node"] for u in result["usage"]].count("caption") == 2
         assert sorted(u["node"] for u in result["usage"][:2]) == ["caption", "tentative"]
     assert sync["captions"] == async_["captions"] and sync["tentative_answer"] == async_["tentative_answer"]
+
+
+def test_local_reasoner_streams_tokens_into_the_graph(tiny_reasoner_path):
+    model = HFTextChatModel(model_path=str(tiny_reasoner_path), max_new_tokens=16)
+    graph = build_rapid_graph(reasoner=model)
+    chunks, final = [], None
+    for mode, payload in graph.stream(
+        {"question": "What is 2+2?", "captions": ["a sum"]}, stream_mode=["messages", "values"]
+    ):
+        if mode == "messages" and payload[1]["langgraph_node"] == "reason":
+            chunks.append(payload[0].content)
+        elif mode == "values":
+            final = payload
+    assert len([c for c in chunks if c]) > 1  # token by token, not the whole reply as one chunk
+    assert "".join(chunks) == final["reasoning"]
+    assert final["usage"][-1]["output_tokens"] > 0
+
+
+def test_streaming_and_plain_calls_share_one_generate_and_agree(tiny_captioner_path):
+    model = HFVisionChatModel(model_path=str(tiny_captioner_path), max_new_tokens=12, max_batch_size=4, max_wait_s=2.0)
+    messages = [vision_messages(img, f"question {i}") for i, img in enumerate(colour_images(3))]
+    alone = [model.invoke(m).content for m in messages]
+    calls_before = model.generate_calls
+
+    async def run():
+        async def streamed(m):
+            return [chunk async for chunk in model.astream(m)]
+
+        return await asyncio.gather(streamed(messages[0]), model.ainvoke(messages[1]), streamed(messages[2]))
+
+    first, plain, third = asyncio.run(run())
+    assert model.generate_calls - calls_before == 1  # streaming did not break micro-batching
+    assert ["".join(c.content for c in first), plain.content, "".join(c.content for c in third)] == alone
+    assert len(first) > 2
+    usage = [c.usage_metadata for c in first if c.usage_metadata]
+    assert len(usage) == 1 and usage[0]["output_tokens"] > 0
+
+
+def test_finish_reason_says_whether_the_budget_cut_the_reply(tiny_reasoner_path):
+    model = HFTextChatModel(model_path=str(tiny_reasoner_path), max_new_tokens=3)
+    reply = model.invoke([HumanMessage("what is 1 plus 1?")])
+    # the random tiny model never stops on its own within 3 tokens
+    assert reply.usage_metadata["output_tokens"] == 3
+    assert reply.response_metadata["finish_reason"] == "length"
+    streamed = list(model.stream([HumanMessage("what is 1 plus 1?")]))
+    assert [c.response_metadata["finish_reason"] for c in streamed if c.response_metadata] == ["length"]

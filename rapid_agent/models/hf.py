@@ -1,30 +1,40 @@
 """Local Hugging Face chat models (vision captioner, text reasoner) on a shared micro-batcher.
 
 Both are LangChain `BaseChatModel`s. Concurrent calls (threads, `graph.batch`, `abatch`) are
-gathered by `MicroBatcher` into one left-padded `generate` call. A folder holding a PEFT adapter
-(`adapter_config.json`) loads its base model and merges the adapter.
+gathered by `MicroBatcher` into one left-padded `generate` call. Streaming calls (`stream`,
+`astream`, LangGraph's `stream_mode="messages"`) share those batches: a `transformers` streamer
+per streaming row hands its text to the caller as the batch generates. A folder holding a PEFT
+adapter (`adapter_config.json`) loads its base model and merges the adapter.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import threading
 from abc import abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
+from transformers import TextStreamer
+from transformers.generation.streamers import BaseStreamer
 
 from rapid_agent.errors import BackendError, ConfigError
 from rapid_agent.images import from_data_url
 from rapid_agent.models.batching import MicroBatcher
 
 ROLE_OF = {"system": "system", "human": "user", "ai": "assistant"}
+_DONE = object()  # ends a streaming call's queue of text pieces
+
+Sink = Callable[[str], None]
+"""Receives a streaming request's text, piece by piece, on the batcher's thread."""
 
 
 def adapter_base(path: str | Path) -> str | None:
@@ -102,10 +112,11 @@ class _HFChatModel(BaseChatModel):
             float(kwargs.get("top_p", self.top_p)),
         )
 
-    def _submit(self, messages: list[BaseMessage], kwargs: dict[str, Any]):
+    def _submit(self, messages: list[BaseMessage], kwargs: dict[str, Any], sink: Sink | None = None):
         self.load()
         settings = self._settings(kwargs)
-        return self._batcher.submit((self._conversation(messages), settings), group=settings)
+        # streaming and plain calls with the same settings share a batch: `sink` is per row
+        return self._batcher.submit((self._conversation(messages), settings, sink), group=settings)
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
         return _chat_result(self._submit(messages, kwargs).result())
@@ -115,23 +126,73 @@ class _HFChatModel(BaseChatModel):
             await asyncio.to_thread(self.load)  # loading reads files: keep it off the event loop
         return _chat_result(await asyncio.wrap_future(self._submit(messages, kwargs)))
 
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[ChatGenerationChunk]:
+        pieces: queue.SimpleQueue = queue.SimpleQueue()
+        future = self._submit(messages, kwargs, sink=pieces.put)
+        future.add_done_callback(lambda _: pieces.put(_DONE))
+        streamed = []
+        while (piece := pieces.get()) is not _DONE:
+            streamed.append(piece)
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+        chunk = _last_chunk(future.result(), "".join(streamed))
+        if run_manager is not None:
+            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        yield chunk
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs) -> AsyncIterator[ChatGenerationChunk]:
+        if self._model is None:
+            await asyncio.to_thread(self.load)
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue = asyncio.Queue()
+
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, item)
+
+        future = self._submit(messages, kwargs, sink=put)
+        future.add_done_callback(lambda _: put(_DONE))
+        streamed = []
+        while (piece := await pieces.get()) is not _DONE:
+            streamed.append(piece)
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+        chunk = _last_chunk(await asyncio.wrap_future(future), "".join(streamed))
+        if run_manager is not None:
+            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        yield chunk
+
     def _conversation(self, messages: list[BaseMessage]) -> list[dict[str, Any]]:
         return [{"role": ROLE_OF.get(m.type, m.type), "content": self._content(m.content)} for m in messages]
 
-    def _generate_batch(self, items: list[tuple[list[dict], tuple[int, float, float]]]) -> list[tuple[str, int, int]]:
-        """One padded `generate` over gathered requests; returns (text, input_tokens, output_tokens)."""
+    def _generate_batch(
+        self, items: list[tuple[list[dict], tuple[int, float, float], Sink | None]]
+    ) -> list[tuple[str, int, int, str]]:
+        """One padded `generate` over gathered requests; returns (text, input_tokens, output_tokens, finish_reason)."""
         max_new_tokens, temperature, top_p = items[0][1]
-        inputs = self._encode([conversation for conversation, _ in items]).to(self._model.device)
+        inputs = self._encode([conversation for conversation, _, _ in items]).to(self._model.device)
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
-        with torch.inference_mode():
-            output = self._model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
+        tokenizer = getattr(self._processor, "tokenizer", self._processor)
+        stops = _stop_ids(self._model.generation_config.eos_token_id, tokenizer.pad_token_id)
+        sinks = [sink for _, _, sink in items]
+        streamer = _BatchStreamer(tokenizer, sinks, stops) if any(sinks) else None
+        try:
+            with torch.inference_mode():
+                output = self._model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer, **sampling)
+        finally:
+            if streamer is not None:
+                streamer.end()
         self._generate_calls += 1
         prompt_len = inputs["input_ids"].shape[1]
-        tokenizer = getattr(self._processor, "tokenizer", self._processor)
         results = []
         for row, mask in zip(output[:, prompt_len:], inputs["attention_mask"], strict=False):
-            ids = _until_eos(row.tolist(), self._model.generation_config.eos_token_id, tokenizer.pad_token_id)
-            results.append((tokenizer.decode(ids, skip_special_tokens=True), int(mask.sum()), len(ids)))
+            generated = row.tolist()
+            ids = _until_eos(generated, stops)
+            finish = "stop" if len(ids) < len(generated) or len(ids) < max_new_tokens else "length"
+            results.append((tokenizer.decode(ids, skip_special_tokens=True), int(mask.sum()), len(ids), finish))
         return results
 
     @property
@@ -232,15 +293,75 @@ def _merge_adapter(model, adapter_path: str):
     return PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
 
 
-def _until_eos(ids: list[int], eos: int | list[int] | None, pad: int | None) -> list[int]:
-    stops = set(eos if isinstance(eos, list) else [eos]) | {pad}
+def _stop_ids(eos: int | list[int] | None, pad: int | None) -> set[int | None]:
+    return set(eos if isinstance(eos, list) else [eos]) | {pad}
+
+
+def _until_eos(ids: list[int], stops: set[int | None]) -> list[int]:
     for i, token in enumerate(ids):
         if token in stops:
             return ids[:i]
     return ids
 
 
-def _chat_result(result: tuple[str, int, int]) -> ChatResult:
-    text, input_tokens, output_tokens = result
+class _RowStreamer(TextStreamer):
+    """transformers' incremental detokenizer for one row, handing finished text to a sink."""
+
+    def __init__(self, tokenizer: Any, sink: Sink) -> None:
+        super().__init__(tokenizer, skip_prompt=False, skip_special_tokens=True)
+        self.sink = sink
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if text:
+            self.sink(text)
+
+
+class _BatchStreamer(BaseStreamer):
+    """Routes each generated token of a batch to its row's streamer (rows without a sink are skipped).
+
+    `generate` first puts the prompt ids (skipped here), then one token per row per step; a row
+    ends at its first stop token (eos or pad), as `_until_eos` cuts the final text.
+    """
+
+    def __init__(self, tokenizer: Any, sinks: list[Sink | None], stops: set[int | None]) -> None:
+        self.rows = [_RowStreamer(tokenizer, sink) if sink is not None else None for sink in sinks]
+        self.stops = stops
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for i, row in enumerate(self.rows):
+            if row is None:
+                continue
+            if int(value[i]) in self.stops:
+                row.end()
+                self.rows[i] = None
+            else:
+                row.put(value[i : i + 1])
+
+    def end(self) -> None:
+        for row in self.rows:
+            if row is not None:
+                row.end()
+        self.rows = [None] * len(self.rows)
+
+
+def _message_parts(result: tuple[str, int, int, str]) -> tuple[str, dict[str, int], dict[str, str]]:
+    text, input_tokens, output_tokens, finish = result
     usage = {"input_tokens": input_tokens, "output_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
-    return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text, usage_metadata=usage))])
+    return text, usage, {"finish_reason": finish}
+
+
+def _chat_result(result: tuple[str, int, int, str]) -> ChatResult:
+    text, usage, metadata = _message_parts(result)
+    message = AIMessage(content=text, usage_metadata=usage, response_metadata=metadata)
+    return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _last_chunk(result: tuple[str, int, int, str], streamed: str) -> ChatGenerationChunk:
+    """What the streamer held back (the final text less what was streamed), with usage and finish reason."""
+    text, usage, metadata = _message_parts(result)
+    rest = text[len(streamed):] if text.startswith(streamed) else ""
+    return ChatGenerationChunk(message=AIMessageChunk(content=rest, usage_metadata=usage, response_metadata=metadata))
