@@ -137,7 +137,7 @@ def _judge_agreement(records: list[SampleRecord]) -> JudgeAgreement | None:
     verdicts = [(r, r.judge) for r in records if r.judge is not None]
     if not verdicts:
         return None
-    disagreeing = [r.id for r, v in verdicts if v.disagrees]
+    disagreeing = sorted(r.id for r, v in verdicts if v.disagrees)
     return JudgeAgreement(
         judged=len(verdicts), judge_errors=sum(v.error is not None for _, v in verdicts),
         disagreements=len(disagreeing), disagreeing_ids=disagreeing,

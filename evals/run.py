@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from evals.benchmarks import BENCHMARKS
 from evals.config import MODES, BenchmarkRef, EvalConfig
+from evals.console import describe_totals
 from evals.report import PLOT_FILE, REPORT_FILE, SUMMARY_FILE
 from evals.runner import RunOptions, default_cache_path, run_eval
 from evals.store import SAMPLES_FILE
@@ -172,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     report = (output_dir / REPORT_FILE).read_text()
     print("\n" + report.split("\n## Sub-metrics")[0].split("\n## Paired")[0].strip())
     print(
-        f"\ncaptioner calls: {result.captioner_calls} (cache hits: {result.cache_hits}) · new results: "
-        f"{result.new_records} · errors: {result.errors}\nreports: "
+        f"\n{describe_totals(result)}\nreports: "
         + ", ".join(str(output_dir / f) for f in (SAMPLES_FILE, SUMMARY_FILE, REPORT_FILE, PLOT_FILE))
     )
     return 1 if result.errors else 0

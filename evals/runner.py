@@ -9,7 +9,9 @@
    MLLM's tentative answer itself. Requests run concurrently (`graph.batch_as_completed`, at most
    `concurrency` at once; local HF models micro-batch them); transient errors are retried with
    backoff by the graph's retry policy; every finished sample is appended to `samples.jsonl` at
-   once, failures included, as errors.
+   once, failures included, as errors: a failed backend is an *error*, never a wrong answer, and an
+   output the graph reports as cut off by its token limit is recorded as `truncated`. With a judge,
+   every output is also read by the judge and both verdicts are kept (see `evals.judge`).
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from evals.config import EvalConfig, RunSpec
 from evals.console import describe_record
 from evals.endpoints import check_endpoints
 from evals.judge import Judge, JudgeVerdict
-from evals.report import Summary, write_reports
+from evals.report import Summary, record_status, write_reports
 from evals.sample import Sample
-from evals.scoring import direct_answer, extract, grade_prediction
+from evals.scoring import grade_prediction, grade_sample
 from evals.store import RunStore, SampleRecord
 from rapid_agent.errors import BackendError
 from rapid_agent.graph import DEFAULT_RETRY, build_rapid_graph
@@ -66,14 +68,21 @@ class RunOptions(BaseModel):
 
 
 class RunResult(BaseModel):
-    """What an eval produced, and what this invocation did."""
+    """What an eval produced, and what this invocation did (captioner calls by output: the paper-eval
+    preset asks for a caption and a tentative answer per sample, two calls in one pass)."""
 
     output_dir: Path
     summary: Summary
-    captioner_calls: int
+    caption_calls: int
+    tentative_calls: int
     cache_hits: int
     new_records: int
     errors: int
+    truncated: int
+
+    @property
+    def captioner_calls(self) -> int:
+        return self.caption_calls + self.tentative_calls
 
 
 @dataclass
@@ -108,7 +117,7 @@ class Evaluator:
             max_interval=30.0, jitter=True, retry_on=DEFAULT_RETRY.retry_on,
         )
         self.graph = build_rapid_graph(resolver=self.resolver, retry_policy=retry)
-        self.captioner_calls = 0
+        self.perception_calls = {"caption": 0, "tentative": 0}
         self.new_records = 0
 
     def model(self, spec: str, role: str) -> BaseChatModel:
@@ -152,9 +161,10 @@ class Evaluator:
             order=[run.label for run in self.config.runs()],
         )
         return RunResult(
-            output_dir=self.options.output_dir, summary=summary, captioner_calls=self.captioner_calls,
-            cache_hits=cache.hits if cache is not None else 0, new_records=self.new_records,
-            errors=sum(r.error is not None for r in records),
+            output_dir=self.options.output_dir, summary=summary, caption_calls=self.perception_calls["caption"],
+            tentative_calls=self.perception_calls["tentative"], cache_hits=cache.hits if cache is not None else 0,
+            new_records=self.new_records, errors=sum(r.error is not None for r in records),
+            truncated=sum(record_status(r) == "truncated" for r in records),
         )
 
     # ------------------------------------------------------------------ perception
@@ -219,7 +229,7 @@ class Evaluator:
                 for usage in [] if isinstance(out, BaseException) else out.get("usage", []):
                     kind = usage["node"]
                     if kind in missing:
-                        self.captioner_calls += 1
+                        self.perception_calls[kind] += 1
                         text = out["captions"][0] if kind == "caption" else out.get("tentative_answer") or ""
                         setattr(percept, kind, text)
                         percept.usage.append(dict(usage))
@@ -232,7 +242,7 @@ class Evaluator:
 
     def _reason(self, run: RunSpec, items: list[_Item], percepts: dict, store: RunStore, judge: Judge | None) -> None:
         """Run one report row over its pending samples, appending each record as it finishes."""
-        stats = {"correct": 0, "done": 0, "errors": 0}
+        stats = {"correct": 0, "done": 0, "errors": 0, "truncated": 0}
         with self._bar(len(items), run.label) as bar, ThreadPoolExecutor(self.options.concurrency) as judging:
 
             def finish(record: SampleRecord) -> None:
@@ -241,7 +251,9 @@ class Evaluator:
                 stats["done"] += 1
                 stats["correct"] += record.correct
                 stats["errors"] += record.error is not None
-                bar.set_postfix(acc=f"{stats['correct'] / stats['done']:.1%}", errors=stats["errors"], refresh=False)
+                stats["truncated"] += record_status(record) == "truncated"
+                bar.set_postfix(acc=f"{stats['correct'] / stats['done']:.1%}", errors=stats["errors"],
+                                truncated=stats["truncated"], refresh=False)
                 bar.update(1)
                 if stats["done"] <= self.options.show:
                     tqdm.write(describe_record(record))
@@ -251,8 +263,8 @@ class Evaluator:
             def complete(item: _Item, percept: _Percept | None, out: dict[str, Any] | BaseException) -> None:
                 if isinstance(out, BaseException):
                     finish(self._record(run, item, percept, error=_describe(out)))
-                elif judge is not None and extract(item.sample, out["reasoning"]) is None:
-                    judged[judging.submit(judge.extract, item.sample, out["reasoning"])] = (item, percept, out)
+                elif judge is not None:  # the judge reads every output; its verdict is set against the rules'
+                    judged[judging.submit(judge.extract, item.sample, out["reasoning"] or "")] = (item, percept, out)
                 else:
                     finish(self._graded(run, item, percept, out))
                 for future in [f for f in judged if f.done()]:
@@ -309,17 +321,21 @@ class Evaluator:
     def _graded(
         self, run: RunSpec, item: _Item, percept: _Percept | None, out: dict[str, Any], verdict: JudgeVerdict | None = None,
     ) -> SampleRecord:
+        """The record of a finished output: the rules' verdict, or the judge's where the rules find no answer."""
         sample, output, usage = item.sample, out["reasoning"] or "", out.get("usage", [])
-        prediction, via = extract(sample, output), "rule"
-        if prediction is None and verdict is not None:
-            prediction, via = verdict.answer, "judge"
-        if prediction is None:
-            prediction, via = direct_answer(output), "whole_output"
-        grade = grade_prediction(sample, prediction, via=via)
+        grade = grade_sample(sample, output)  # rapid_agent.answers.grade_output: the library's verdict path
+        if verdict is not None:
+            judged = grade_prediction(sample, verdict.answer, via="judge") if verdict.answer is not None else None
+            verdict = verdict.model_copy(update={
+                "correct": None if verdict.error else judged is not None and judged.correct, "rule_correct": grade.correct,
+            })
+            if grade.prediction is None and judged is not None:
+                grade = judged
         latency = sum(u["latency_s"] for u in (usage or (percept.usage if percept else [])))
         return self._record(run, item, percept, captions=out.get("captions")).model_copy(update={
             "output": output, "prediction": grade.prediction, "correct": grade.correct, "method": grade.method,
             "judge": verdict, "usage": [dict(u) for u in usage], "latency_s": latency,
+            "truncated": bool(out.get("truncated", False)),  # set by the graph when the reasoner hit its token limit
         })
 
     def _record(self, run: RunSpec, item: _Item, percept: _Percept | None, *, error: str | None = None,
@@ -338,9 +354,6 @@ class Evaluator:
 
     def _bar(self, total: int, desc: str) -> tqdm:
         return tqdm(total=total, desc=desc, unit="sample", disable=not self.options.progress, dynamic_ncols=True)
-
-
-
 
 
 def _graph_input(sample: Sample, *, images: bool) -> dict[str, Any]:

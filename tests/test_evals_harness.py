@@ -1,5 +1,6 @@
-"""The eval harness with scripted models: caption once for K reasoners, cache, modes, resume, errors,
-judge, re-captions, reports, merge, and the CLI's bad-input messages."""
+"""The eval harness with scripted models: caption once for K reasoners, cache, modes, resume, errors
+and truncations (not wrong answers), judge against rules, re-captions, reports, merge, and the CLI's
+bad-input messages."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from PIL import Image
 from evals.benchmarks import get_benchmark
 from evals.cache import PerceptionCache, image_hash, model_identity, perception_key
 from evals.config import BenchmarkRef, EvalConfig
+from evals.console import describe_record, describe_totals
 from evals.merge import merge
 from evals.run import main
-from evals.runner import RunOptions, run_eval
+from evals.runner import Evaluator, RunOptions, run_eval
 from evals.store import read_records
 from rapid_agent.errors import BackendError, ConfigError, InputError
 from rapid_agent.models.spec import GenerationSettings
@@ -92,6 +94,8 @@ def test_one_captioning_pass_serves_k_reasoners_and_a_rerun_is_served_from_the_c
     result = run_eval(config(), options(tmp_path), models=m)
     # paper-eval preset: a caption and a tentative answer per sample, once, for all three reasoners
     assert len(m["cap"].calls) == 2 * N_SAMPLES == result.captioner_calls
+    assert result.caption_calls == result.tentative_calls == N_SAMPLES  # one pass, two outputs per sample
+    assert describe_totals(result).startswith(f"captioner calls: {N_SAMPLES} captions + {N_SAMPLES} tentative answers")
     assert all(len(m[r].calls) == N_SAMPLES for r in ("r1", "r2", "r3"))
     runs = result.summary.runs
     assert set(runs) == {"r1 [decoupled]", "r2 [decoupled]", "r3 [decoupled]"}
@@ -99,10 +103,14 @@ def test_one_captioning_pass_serves_k_reasoners_and_a_rerun_is_served_from_the_c
     assert all(run.benchmarks["mmstar"].accuracy.n == 3 for run in runs.values())
     # the tentative answer reached the reasoner too (paper-eval prompt)
     assert "### A tentative model response: Looking at it, the answer is" in human_text(m["r1"].calls[0])
+    # MMStar prints its options in the question: they are parsed for grading, never listed a second time
+    mmstar_prompt = next(human_text(c) for c in m["r1"].calls if "colour of the square" in human_text(c))
+    assert "Options: A: red, B: green" in mmstar_prompt and "A. red" not in mmstar_prompt
 
     again = models()
     second = run_eval(config(), options(tmp_path, "rerun"), models=again)
     assert len(again["cap"].calls) == 0 and second.captioner_calls == 0
+    assert describe_totals(second).startswith(f"captioner calls: 0 (cache hits: {2 * N_SAMPLES})")
     assert second.cache_hits == 2 * N_SAMPLES
     assert summary(tmp_path / "rerun") == summary(tmp_path / "run") | {"config": summary(tmp_path / "rerun")["config"]}
     records = read_records(tmp_path / "rerun" / "samples.jsonl").values()
@@ -151,19 +159,95 @@ def test_transient_errors_are_retried_and_persistent_ones_recorded_then_resumed(
     result = run_eval(cfg, options(tmp_path, retries=2), models=m)
     runs = result.summary.runs
     assert runs["r1 [decoupled]"].benchmarks["bundled"].accuracy.value == 1.0
-    assert runs["r2 [decoupled]"].benchmarks["bundled"].errors == LIMIT
-    assert runs["r2 [decoupled]"].benchmarks["bundled"].accuracy.value == 0.0  # errors count as wrong
+    failed = runs["r2 [decoupled]"].benchmarks["bundled"]
+    # a failed backend is an error, not a wrong answer: accuracy over all samples is 0, and says why
+    assert (failed.errors, failed.wrong, failed.correct, failed.error_rate) == (LIMIT, 0, 0, 1.0)
+    assert failed.accuracy.value == 0.0 and failed.accuracy_completed.n == 0
     assert result.errors == N_SAMPLES
     assert len(broken.calls) == 3 * N_SAMPLES  # one try and two retries each
     records = [r for r in read_records(tmp_path / "run" / "samples.jsonl").values() if r.run == "r2 [decoupled]"]
     assert len(records) == N_SAMPLES and all(not r.correct and "ConnectionError" in r.error for r in records)
-    assert "⚠ 4 errors" in (tmp_path / "run" / "report.md").read_text()
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "⚠ 4 errors" in report
+    assert "| r2 [decoupled] | bundled | 4 | 0 | 0 | 0 (0.0%) | 4 (100.0%) | 0.0 | — |" in report
+    # nothing is left to compare: every pair has an errored side, and the report says so
+    pair = next(c for c in result.summary.comparisons if c.benchmark == "bundled")
+    assert (pair.n, pair.dropped) == (0, LIMIT)
 
     fixed = models(r1=reader(), r2=reader())
     resumed = run_eval(cfg, options(tmp_path, resume=True), models=fixed)
     assert len(fixed["r1"].calls) == 0 and len(fixed["r2"].calls) == N_SAMPLES  # only the errored samples again
     assert len(fixed["cap"].calls) == 0 and resumed.errors == 0
     assert resumed.summary.runs["r2 [decoupled]"].benchmarks["bundled"].accuracy.value == 1.0
+
+
+def test_some_samples_erroring_are_left_out_of_the_paired_comparison(tmp_path):
+    questions = [s.question for s in get_benchmark("bundled").load(limit=LIMIT)]
+
+    def fails_on_two(messages) -> str:
+        if any(q in human_text(messages) for q in questions[:2]):
+            raise RuntimeError("backend fell over")
+        return reader().respond(messages)
+
+    m = models(r2=ScriptedChatModel(respond=fails_on_two))
+    result = run_eval(config(reasoners=("r1", "r2"), benchmarks=BENCHMARKS[:1]), options(tmp_path, retries=0), models=m)
+    r2 = result.summary.runs["r2 [decoupled]"].benchmarks["bundled"]
+    assert (r2.samples, r2.correct, r2.wrong, r2.errors) == (LIMIT, 2, 0, 2)
+    assert r2.accuracy.value == 0.5 and r2.accuracy_completed.value == 1.0 and r2.accuracy_completed.n == 2
+    pair = result.summary.comparisons[0]
+    assert (pair.n, pair.dropped, pair.accuracy_a, pair.accuracy_b, pair.difference) == (2, 2, 1.0, 1.0, 0.0)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| bundled | r1 [decoupled] | r2 [decoupled] | 2 | 2 | 100.0 | 100.0 |" in report
+    data = json.loads((tmp_path / "run" / "summary.json").read_text())
+    bench = data["runs"]["r2 [decoupled]"]["benchmarks"]["bundled"]
+    assert (bench["errors"], bench["error_rate"], bench["truncated"], bench["truncated_rate"]) == (2, 0.5, 0, 0.0)
+    assert data["comparisons"][0]["dropped"] == 2
+
+
+class _CutOffGraph:
+    """The graph, reporting `truncated` for an output whose `<think>` never closed (what a reasoner cut off
+    by its token limit leaves), as the core graph does."""
+
+    def __init__(self, graph):
+        self.graph = graph
+
+    def batch_as_completed(self, inputs, config, **kwargs):
+        for index, out in self.graph.batch_as_completed(inputs, config, **kwargs):
+            if isinstance(out, dict) and "<think>" in (out.get("reasoning") or "") and "</think>" not in out["reasoning"]:
+                out = {**out, "truncated": True}
+            yield index, out
+
+
+def test_outputs_cut_off_by_the_token_limit_are_truncated_not_wrong(tmp_path):
+    questions = [s.question for s in get_benchmark("bundled").load(limit=LIMIT)]
+
+    def respond(messages) -> str:
+        text = human_text(messages)
+        if questions[0] in text:
+            return "<think>Reading the caption, the value could be"  # cut off inside the thinking
+        if questions[1] in text:
+            answer = re.search(r"\[\[(.+?)\]\]", text).group(1)
+            return f"The answer is \\boxed{{{answer}}}.\n<think>Let me double-check the"  # answered, then cut off
+        if questions[2] in text:
+            return "The answer is \\boxed{-1}."  # finished, and wrong
+        return reader().respond(messages)
+
+    evaluator = Evaluator(config(reasoners=("r1",), benchmarks=BENCHMARKS[:1]), options(tmp_path),
+                          models=models(r1=ScriptedChatModel(respond=respond)))
+    evaluator.graph = _CutOffGraph(evaluator.graph)
+    result = evaluator.run()
+    bench = result.summary.runs["r1 [decoupled]"].benchmarks["bundled"]
+    assert (bench.correct, bench.wrong, bench.truncated, bench.errors) == (2, 1, 1, 0)
+    assert bench.truncated_rate == 0.25 and bench.accuracy.value == 0.5 and result.truncated == 1
+    records = {r.question: r for r in read_records(tmp_path / "run" / "samples.jsonl").values()}
+    cut = records[questions[0]]
+    assert cut.truncated and not cut.correct and cut.prediction is None  # never graded from inside the thinking
+    assert "✂ truncated" in describe_record(cut)
+    assert records[questions[1]].truncated and records[questions[1]].correct  # a correct answer before the cut counts
+    assert not records[questions[2]].truncated
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| r1 [decoupled] | bundled | 4 | 2 | 1 | 1 (25.0%) | 0 (0.0%) | 50.0 | 50.0 |" in report
+    assert describe_totals(result).endswith("errors: 0 · truncated: 1")
 
 
 def test_resume_after_a_torn_write_gives_the_uninterrupted_summary(tmp_path):
@@ -204,6 +288,40 @@ def test_the_judge_reads_answers_the_rules_cannot_and_is_recorded(tmp_path):
     records = {r.id: r for r in read_records(tmp_path / "run" / "samples.jsonl").values()}
     assert records["0"].correct and records["0"].method.startswith("judge:") and records["0"].judge.output == "Answer: C"
     assert not records["1"].correct and records["1"].judge.answer is None and records["1"].prediction is None
+
+
+def test_with_a_judge_every_sample_keeps_both_verdicts_and_disagreements_are_reported(tmp_path):
+    replies = {  # MMStar fixture: gold C, B, A
+        "colour of the square": ("So the answer is A.", "Answer: C"),  # rules read A (wrong); the judge reads C
+        "How many dots": ("Hmm, I would go with the second option, I think.", "Answer: B"),  # only the judge reads it
+        "left of the cup": ("\\boxed{A}", None),  # the judge fails here
+    }
+
+    def pick(messages, which: int) -> str:
+        reply = next(r for key, r in replies.items() if key in human_text(messages))[which]
+        if reply is None:
+            raise ValueError("judge backend broke")
+        return reply
+
+    judge = ScriptedChatModel(respond=lambda m: pick(m, 1))
+    mapping = models(r1=ScriptedChatModel(respond=lambda m: pick(m, 0))) | {"judge": judge}
+    result = run_eval(config(reasoners=("r1",), benchmarks=BENCHMARKS[1:], judge="judge"), options(tmp_path),
+                      models=mapping)
+    assert len(judge.calls) == 3  # every output, not only those the rules cannot read
+    records = {r.id: r for r in read_records(tmp_path / "run" / "samples.jsonl").values()}
+    # the rules found an answer: they decide, and the judge's other verdict is recorded beside theirs
+    assert not records["0"].correct and records["0"].method.startswith("rule:")
+    assert (records["0"].judge.rule_correct, records["0"].judge.correct) == (False, True)
+    # no marked answer: the judge decides
+    assert records["1"].correct and records["1"].method.startswith("judge:")
+    assert (records["1"].judge.rule_correct, records["1"].judge.correct) == (False, True)
+    # a failed judge has no verdict, and leaves the rules' one standing
+    assert records["2"].correct and records["2"].judge.error and records["2"].judge.correct is None
+    agreement = result.summary.runs["r1 [decoupled]"].benchmarks["mmstar"].judge
+    assert (agreement.judged, agreement.judge_errors, agreement.disagreements, agreement.changed) == (3, 1, 2, 1)
+    assert agreement.disagreeing_ids == ["0", "1"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Judge vs rules" in report and "| r1 [decoupled] | mmstar | 3 | 1 | 2 | 1 | 0, 1 |" in report
 
 
 def test_recaption_rounds_resend_the_image_with_cached_captions(tmp_path):

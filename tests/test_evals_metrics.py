@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evals.benchmarks import get_benchmark
-from evals.metrics import Outcome, accuracy, bootstrap_interval, compare, mcnemar_exact, wilson
+from evals.metrics import Outcome, accuracy, bootstrap_interval, compare, mcnemar_exact, status, wilson
 
 
 def outcomes(spec: list[tuple[str, bool, dict]]) -> list[Outcome]:
@@ -106,13 +106,34 @@ def test_mcnemar_exact_and_paired_bootstrap():
     a = {str(i): i < 8 for i in range(10)}  # 8/10 right
     b = {str(i): i < 5 for i in range(10)} | {"extra": True}  # 5/10 on the shared ids
     result = compare("A", "B", "bench", a, b, seed=1)
-    assert result.n == 10 and result.accuracy_a == 0.8 and result.accuracy_b == 0.5
+    assert result.n == 10 and result.dropped == 1 and result.accuracy_a == 0.8 and result.accuracy_b == 0.5
     assert result.difference == pytest.approx(0.3)
     assert (result.only_a_correct, result.only_b_correct) == (3, 0)
     assert result.p_value == pytest.approx(0.25)
     assert 0.0 <= result.low <= 0.3 <= result.high <= 0.6
     same = compare("A", "A2", "bench", a, dict(a))
     assert (same.difference, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_paired_comparison_uses_only_samples_both_runs_completed():
+    # None: the sample errored in that run (no answer was graded), so the pair says nothing about either model
+    a = {"1": True, "2": None, "3": True, "4": False, "5": True}
+    b = {"1": False, "2": True, "3": None, "4": False, "6": True}
+    result = compare("A", "B", "bench", a, b)
+    assert (result.n, result.dropped) == (2, 4)  # ids 1 and 4 kept; 2 and 3 errored on one side; 5 and 6 one-sided
+    assert (result.accuracy_a, result.accuracy_b, result.only_a_correct, result.only_b_correct) == (0.5, 0.0, 1, 0)
+    nothing = compare("A", "B", "bench", {"1": None}, {"1": True})
+    assert (nothing.n, nothing.dropped, nothing.difference, nothing.p_value) == (0, 1, 0.0, 1.0)
+
+
+@pytest.mark.parametrize(("correct", "error", "truncated", "expected"), [
+    (True, False, False, "correct"), (False, False, False, "wrong"),
+    (False, True, False, "error"), (False, True, True, "error"),  # an infrastructure failure is never "wrong"
+    (False, False, True, "truncated"),  # cut off by the token limit before a correct answer
+    (True, False, True, "correct"),  # a correct answer given before the cut still counts
+])
+def test_each_sample_has_one_outcome(correct, error, truncated, expected):
+    assert status(correct=correct, error=error, truncated=truncated) == expected
 
 
 def test_bootstrap_interval_is_seeded():
