@@ -1,8 +1,8 @@
-"""Grading one model output against a `Sample` by its benchmark's convention (the core grader).
+"""The eval harness's adapter to `rapid_agent.answers`: one `Sample`'s grading conventions, one path.
 
-The answer is the rule-based extraction (`rapid_agent.answers.extract_answer`); when that finds
-none, the optional LLM judge reads the response, and failing that a short one-line response is
-taken as the answer itself (MathVista's "direct parse"). Every accepted gold is tried.
+A model output is graded by `rapid_agent.answers.grade_output` (the library's own verdict path), with
+the sample's options, answer type, precision, tolerance and unit, against every accepted gold. The
+optional LLM judge's answer is graded by the same `grade`.
 """
 
 from __future__ import annotations
@@ -10,36 +10,24 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from evals.sample import Sample
-from rapid_agent.answers import UnknownAnswerTypeError, extract_answer, grade, strip_think
-from rapid_agent.errors import InputError
-
-MAX_DIRECT_ANSWER_CHARS = 80
+from rapid_agent.answers import grade, grade_output
 
 
 class Grade(BaseModel):
-    """The extracted prediction, whether it is right, and how it was decided."""
+    """The extracted prediction, whether it is right, and how it was decided ("rule:numeric", ...)."""
 
     prediction: str | None
     correct: bool
     method: str
 
 
-def extract(sample: Sample, output: str | None) -> str | None:
-    """The rule-based answer of `output` (no judge), or None."""
-    return extract_answer(output, list(sample.options) if sample.options else None)
+def grade_sample(sample: Sample, output: str | None) -> Grade:
+    """The rules' verdict on a model output (`rapid_agent.answers.grade_output`)."""
+    verdict = grade_output(output, [sample.answer, *sample.alt_answers], **sample.grading())
+    return Grade(prediction=verdict.prediction, correct=verdict.correct, method=f"rule:{verdict.method}")
 
 
-def direct_answer(output: str | None) -> str | None:
-    """A short, single-line response taken as the answer itself (e.g. an MLLM replying "12")."""
-    text = strip_think(output or "").strip()
-    return text if text and "\n" not in text and len(text) <= MAX_DIRECT_ANSWER_CHARS else None
-
-
-def grade_prediction(sample: Sample, prediction: str | None, *, via: str = "rule") -> Grade:
-    """Grade an extracted prediction against the sample's gold answer(s)."""
-    try:
-        verdicts = [grade(prediction, gold, **sample.grading()) for gold in (sample.answer, *sample.alt_answers)]
-    except UnknownAnswerTypeError as exc:
-        raise InputError(f"{sample.benchmark} sample {sample.id}: {exc}") from None
-    best = next((v for v in verdicts if v.correct), verdicts[0])
-    return Grade(prediction=best.prediction, correct=best.correct, method=f"{via}:{best.method}")
+def grade_prediction(sample: Sample, prediction: str | None, *, via: str) -> Grade:
+    """Grade an answer read by other means (the LLM judge) against the sample's gold answer(s)."""
+    verdict = grade(prediction, [sample.answer, *sample.alt_answers], **sample.grading())
+    return Grade(prediction=verdict.prediction, correct=verdict.correct, method=f"{via}:{verdict.method}")

@@ -1,26 +1,37 @@
-"""Answer extraction and grading for the RAPID reasoner (rapid.md §4).
+"""Answer extraction and grading for the RAPID reasoner (rapid.md §4) and the eval harness.
 
-`extract_answer` pulls the final answer out of a reasoner's output (last ``\\boxed{}``, then
-"Answer: X"-style phrases, then a lone option letter); `grade` compares an extracted answer with a
-benchmark's gold answer (option letters/texts, numbers with units/percent/precision, plain text, and
-LaTeX via ``math_verify``). Nothing here raises on odd model output: unparseable means "not equal".
+`extract_answer` pulls the final answer out of a model's output; it never guesses: it takes an
+answer only where a marker says it is the answer (``<answer>`` tags, a JSON ``"short answer"``, the
+last ``\\boxed{}``, "Answer: X" / "the answer is X", a concluding "the value of ... is X."), or where
+the whole output is an answer. `grade` compares an answer with one or several accepted golds by a
+benchmark's conventions (option letters/texts, numbers with units/percent/precision/tolerance,
+integers, lists, plain text, LaTeX via ``math_verify``); `grade_output` does both and is the one
+verdict path of the library and the eval harness. Work is linear in the output length, and only its
+last `MAX_EXAMINED_CHARS` characters are examined. Nothing raises on odd model output.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 from typing import Literal, get_args
 
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 from pydantic import BaseModel, ConfigDict
 
+from rapid_agent.errors import InputError
+
 __all__ = [
+    "MAX_EXAMINED_CHARS",
     "AnswerType",
+    "IntegerMatch",
     "UnknownAnswerTypeError",
     "Verdict",
     "extract_answer",
@@ -32,15 +43,28 @@ __all__ = [
 
 AnswerType = Literal["auto", "multiple_choice", "integer", "float", "text", "math", "list"]
 ANSWER_TYPES: tuple[str, ...] = get_args(AnswerType)
+IntegerMatch = Literal["exact", "truncate"]
+"""How ``answer_type="integer"`` compares: the exact integer, or MathVista's ``int(float(x))``."""
+
+MAX_EXAMINED_CHARS = 8000
+"""Only this many trailing characters of an output (after reasoning blocks) are searched for the answer."""
+MAX_ANSWER_CHARS = 300
+"""A marked answer longer than this is a sentence or a derivation, not an answer."""
+MAX_BOXES = 10
+"""At most this many boxes joined by "and"/commas form one list answer."""
 _MATH_VERIFY_TIMEOUT_S = 5
 
+Gold = str | int | float
+Prediction = str | int | float | Decimal | Fraction | None
 
-class UnknownAnswerTypeError(ValueError):
+
+class UnknownAnswerTypeError(InputError):
     """Raised by `grade` for an ``answer_type`` that is not one of `AnswerType`."""
 
 
 class Verdict(BaseModel):
-    """Outcome of grading one prediction against one gold answer."""
+    """Outcome of grading one prediction against the gold answer(s) (``gold``: the one that matched,
+    else the first)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -52,29 +76,34 @@ class Verdict(BaseModel):
 
 # --------------------------------------------------------------------------- extraction
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
-_BOXED = re.compile(r"\\(?:boxed|fbox)\b")
-_ANSWER_PHRASE = re.compile(
-    r"\b(?:final\s+answer|answer)\s*(?:is\b|:|：)\s*(?:[:：]\s*)?(?P<ans>[^\n]*)", re.IGNORECASE
-)
-_LONE_LETTER = re.compile(r"^\W*\(?(?P<l>[A-Z])\)?[.:)]?\W*$")
-
 
 def strip_think(text: str) -> str:
     """Remove ``<think>...</think>`` blocks, a leading unopened block ending in ``</think>`` and an
-    unclosed trailing ``<think>`` (truncated reasoning), returning what remains, stripped."""
-    text = _THINK_BLOCK.sub("", text)
+    unclosed trailing ``<think>`` (truncated reasoning), returning what remains, stripped.
+
+    One left-to-right pass of substring searches: linear in ``len(text)``.
+    """
     low = text.lower()
-    if "</think>" in low:  # reasoning whose opening tag was in the prompt
-        text = text[low.rindex("</think>") + len("</think>") :]
-    low = text.lower()
-    if "<think>" in low:  # truncated reasoning: no answer follows it
-        text = text[: low.index("<think>")]
-    return text.strip()
+    first_open, first_close = low.find("<think>"), low.find("</think>")
+    pos = first_close + len("</think>") if first_close != -1 and (first_open == -1 or first_close < first_open) else 0
+    kept: list[str] = []
+    while True:
+        start = low.find("<think>", pos)
+        if start == -1:
+            kept.append(text[pos:])
+            break
+        kept.append(text[pos:start])
+        end = low.find("</think>", start + len("<think>"))
+        if end == -1:  # truncated reasoning: no answer follows it
+            break
+        pos = end + len("</think>")
+    body = "".join(kept)
+    stray = body.lower().rfind("</think>")  # a second closing tag: keep what follows the last one
+    return (body[stray + len("</think>") :] if stray != -1 else body).strip()
 
 
-def _braced(text: str, start: int) -> str | None:
-    """Content of the brace group opening at ``text[start] == '{'``; None if unbalanced."""
+def _braced(text: str, start: int) -> int | None:
+    """Index of the brace closing the group that opens at ``text[start] == '{'``; None if unbalanced."""
     depth, i = 0, start
     while i < len(text):
         ch = text[i]
@@ -86,9 +115,48 @@ def _braced(text: str, start: int) -> str | None:
         elif ch == "}":
             depth -= 1
             if depth == 0:
-                return text[start + 1 : i]
+                return i
         i += 1
     return None
+
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\b")
+_BOX_JOIN = re.compile(r"(?:\s|\$|,|;|&|\\quad|\\qquad|\\text\{\s*(?:and|or)?\s*\}|\band\b|\\[,;! ])*")
+
+
+def _boxes(text: str) -> list[str] | None:
+    """Contents of the last box and of the boxes joined to it by mere separators ("\\boxed{-2} and
+    \\boxed{1}"), in order; None when there is no box or the last one is unclosed."""
+    found: list[str] = []
+    next_start = len(text)
+    for match in reversed(list(_BOXED.finditer(text))):
+        content, end = _box_content(text, match.end())
+        if content is None or end is None:
+            if not found:
+                return None
+            break
+        if found and (end > next_start or not _BOX_JOIN.fullmatch(text, end, next_start)):
+            break
+        if len(found) == MAX_BOXES:
+            return None  # a run of boxes is not an answer list
+        found.append(content)
+        next_start = match.start()
+    return list(reversed(found)) or None
+
+
+_BARE_TOKEN = re.compile(r"\s+([^\s$]+)")
+
+
+def _box_content(text: str, after: int) -> tuple[str | None, int | None]:
+    """(content, end index) of the box whose macro ends at ``after``: ``{...}`` or one bare token."""
+    i = after
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i < len(text) and text[i] == "{":
+        close = _braced(text, i)
+        return (None, None) if close is None else (text[i + 1 : close], close + 1)
+    token = _BARE_TOKEN.match(text, after)
+    return (token.group(1), token.end()) if token else (None, None)
 
 
 def last_boxed(text: str) -> str | None:
@@ -97,56 +165,195 @@ def last_boxed(text: str) -> str | None:
     ``\\boxed 5`` (no braces) yields ``"5"``. Returns None when there is no box or the last one is
     unclosed (truncated output).
     """
-    matches = list(_BOXED.finditer(text))
-    if not matches:
+    for match in reversed(list(_BOXED.finditer(text))):
+        return _box_content(text, match.end())[0]
+    return None
+
+
+_ANSWER_TAG = re.compile(r"<answer>(?P<ans>.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_SHORT_ANSWER = re.compile(r"[\"']short answer[\"']\s*:\s*\"(?P<ans>(?:[^\"\\\n]|\\.){0,300})\"", re.IGNORECASE)
+_MARKER = re.compile(
+    r"(?:\b(?:(?:final|correct|right|best)\s+)?answer(?:\s+(?:to|for)\s+(?:this|the)\s+(?:question|problem))?"
+    r"|\b(?:correct|right|best|final|most\s+appropriate)\s+(?:option|choice)"
+    r"|答案)"
+    r"[ \t]*(?:(?:is|should\s+be|would\s+be|will\s+be)\b|[:：=是为])[ \t]*[:：]?[ \t]*(?P<ans>[^\n]*)",
+    re.IGNORECASE,
+)
+_BARE_MARKER = re.compile(r"(?im)^[ \t*#]*(?:final\s+)?answer\b[ \t]*(?P<ans>[^:：\s][^\n]*)$")
+_VERB = r"(?:is|are|equals|=|would\s+be|will\s+be|should\s+be)(?:\s+(?:approximately|about|roughly))?"
+_CONCLUSION = re.compile(
+    r"^(?:(?:so|thus|therefore|hence|finally|overall|in\s+conclusion)\b[\s,:]*)?"
+    rf"(?P<subject>[^\n]{{0,120}}?)\s+{_VERB}\s*:?\s*(?P<ans>[^\n]+)$",
+    re.IGNORECASE,
+)
+_LEAD_IN = re.compile(rf"^(?P<subject>[^\n]{{0,200}}?)\s+{_VERB}\s*:$", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+(?=\S)")
+_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|cannot|can't|isn't|aren't)\b", re.IGNORECASE)
+_LONE_LETTER = re.compile(r"^\W*\(?(?P<l>[A-Z])\)?[.:)]?\W*$")
+
+
+def _unwrap(ans: str) -> str:
+    """Answer text without markdown emphasis, math delimiters, a trailing full stop or a box."""
+    ans = ans.strip().replace("**", "").strip("*_ \t").translate(_FULL_WIDTH)
+    boxes = _boxes(ans) if "\\boxed" in ans or "\\fbox" in ans else None
+    if boxes is not None:
+        return ", ".join(b.strip() for b in boxes)
+    ans = ans.rstrip(" .。")
+    for pattern in (r"\$\$(.+)\$\$", r"\$(.+)\$", r"\\\((.+)\\\)", r"\\\[(.+)\\\]", r"`(.+)`", r'"(.+)"'):
+        if (inner := re.fullmatch(pattern, ans, re.DOTALL)) and "$" not in inner.group(1).replace("\\$", ""):
+            ans = inner.group(1).strip().rstrip(".")
+            break
+    return ans.strip()
+
+
+_FULL_WIDTH = str.maketrans({"（": "(", "）": ")", "：": ":", "，": ",", "。": "."})
+
+
+def _balanced(text: str) -> bool:
+    """Braces balanced, and no math delimiter left open or closed on its own."""
+    if text.count("\\(") != text.count("\\)") or text.count("\\[") != text.count("\\]"):
+        return False
+    if text.replace("\\$", "").count("$") % 2:
+        return False
+    depth = 0
+    for ch in text.replace("\\{", "").replace("\\}", ""):
+        depth += (ch == "{") - (ch == "}")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+_LETTER_FORM = re.compile(
+    r"(?:(?:option|choice)\s+)?\(?[A-Z]\)?(?:[.:)]\s*\S.*|\s+\(.+\)|\(.+\))?"
+    r"|\(?[A-Z]\)?(?:\s*(?:,|;|/|&|\band\b)\s*\(?[A-Z]\)?)+",
+    re.IGNORECASE | re.DOTALL,
+)
+_FUNCTION_WORDS = frozenset(
+    "sin cos tan cot sec csc log ln exp sqrt pi inf infty arcsin arccos arctan sinh cosh tanh max min mod".split()
+)
+
+
+def _is_math(text: str) -> bool:
+    """A formula or number: no word of two or more letters outside LaTeX commands and math functions."""
+    bare = re.sub(r"\\[A-Za-z]+", " ", text)
+    words = [w for w in re.findall(r"[A-Za-z]{2,}", bare) if w.lower() not in _FUNCTION_WORDS]
+    return not words and bool(re.search(r"[\dA-Za-z\\]", text))
+
+
+def _is_answer(ans: str, options: Sequence[str] | None) -> bool:
+    """Whether ``ans`` is an answer value rather than a sentence: an option letter (with its text), a
+    number with unit, a formula, an option's text, or a short phrase of words."""
+    if not ans or len(ans) > MAX_ANSWER_CHARS or "\n" in ans.strip() or not _balanced(ans):
+        return False
+    if _LETTER_FORM.fullmatch(ans) and re.match(r"\W*(?:(?:option|choice)\s+)?\(?[A-Z]\b", ans, re.IGNORECASE):
+        return bool(re.match(r"\W*(?:(?:option|choice)\s+)?\(?[A-Z](?![a-z])", ans, re.IGNORECASE)) and (
+            not re.match(r"\W*[a-z]\b", ans) or len(ans.strip(" .()")) == 1
+        )
+    if _plain_number(ans, None) is not None or _is_math(_clean(ans)):
+        return True
+    if options and any(_norm_text(ans) == _norm_text(opt) for opt in options):
+        return True
+    words = _clean(ans).split()
+    return 0 < len(words) <= 4 and all(re.fullmatch(r"[A-Za-z][A-Za-z'’-]*[.,!?]?", w) for w in words) and not (
+        _NEGATION.search(ans)
+    )
+
+
+def _first_sentence(text: str) -> str:
+    parts = _SENTENCE_END.split(text.strip(), maxsplit=1)
+    return parts[0] if parts else ""
+
+
+def _concluded(sentence: str, options: Sequence[str] | None) -> str | None:
+    """X from a concluding "(So,) the value of bar C is X." when X is an answer value and the
+    sentence negates nothing."""
+    match = _CONCLUSION.match(sentence.strip().replace("**", ""))
+    if not match or _NEGATION.search(match["subject"]):
         return None
-    rest_start = matches[-1].end()
-    rest = text[rest_start:]
-    stripped = rest.lstrip()
-    if stripped.startswith("{"):
-        return _braced(text, rest_start + len(rest) - len(stripped))
-    token = re.match(r"\s+([^\s$]+)", rest)
-    return token.group(1) if token else None
+    ans = _unwrap(match["ans"])
+    return ans if not _NEGATION.search(ans) and _is_answer(ans, options) else None
 
 
-def _clean_phrase(ans: str) -> str:
-    ans = ans.strip().strip("*").strip()
-    boxed = last_boxed(ans)
-    if boxed is not None:
-        return boxed.strip()
-    inline = re.fullmatch(r"\$+(.+?)\$+\.?", ans) or re.fullmatch(r"\\\((.+?)\\\)\.?", ans)
-    if inline:
-        ans = inline.group(1)
-    return ans.strip().rstrip(".").strip()
+def _marked(content: str, options: Sequence[str] | None) -> str | None:
+    """The answer a marker introduces: the whole content, its first sentence, or the X of a sentence
+    "the largest n is X" that follows it ("Final Answer: The largest $n$ is 34.")."""
+    for candidate in (content, _first_sentence(content)):
+        ans = _unwrap(candidate)
+        if _is_answer(ans, options):
+            return ans
+    return _concluded(_first_sentence(content), options)
+
+
+def _last_sentence(body: str) -> str:
+    lines = [line for line in body.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return _SENTENCE_END.split(lines[-1].strip())[-1]
 
 
 def extract_answer(text: str | None, options: Sequence[str] | None = None) -> str | None:
-    """Final answer in a reasoner's output, or None when there is none (it never guesses).
+    """Final answer in a model's output, or None when there is none (it never guesses).
 
-    Order: think blocks removed; the last ``\\boxed{}``; the last "Answer: X" / "the answer is X" /
-    "Final answer: X" phrase; for multiple choice, a lone option letter on the last line ("(B)",
-    "B.", "B"; within range when ``options`` are given).
+    Reasoning blocks are removed and the last `MAX_EXAMINED_CHARS` characters searched, in order:
+    the last ``<answer>...</answer>``; a JSON ``"short answer": "..."`` (DynaMath); the last
+    ``\\boxed{}`` (with boxes joined to it by "and"/commas, as a list); the last "Answer: X" / "the
+    answer is X" / "the correct option is X" / "Answer $9$" whose X is an answer value; a concluding
+    last sentence "the value of bar C is X."; for multiple choice a lone option letter on the last
+    line ("(B)", "B."; within range when ``options`` are given); the whole output when it is an
+    answer value ("14", "(B) 8/11", "4 cm").
     """
     if not text:
         return None
-    body = strip_think(text)
-    boxed = last_boxed(body)
-    if boxed is not None and boxed.strip():
-        return boxed.strip()
-    for match in reversed(list(_ANSWER_PHRASE.finditer(body.replace("**", "")))):
-        ans = _clean_phrase(match.group("ans"))
-        if ans:
+    body = strip_think(text)[-MAX_EXAMINED_CHARS:]
+    if not body:
+        return None
+    tag_start = body.lower().rfind("<answer>")
+    if tag_start != -1 and (tag := _ANSWER_TAG.match(body, tag_start)) and (ans := _marked(tag["ans"], options)):
+        return ans
+    if short := list(_SHORT_ANSWER.finditer(body)):
+        try:
+            value = str(json.loads(f'"{short[-1]["ans"]}"'))
+        except json.JSONDecodeError:
+            value = short[-1]["ans"]
+        if ans := _marked(value, options):
             return ans
-    lines = [line for line in body.splitlines() if line.strip()]
-    lone = _LONE_LETTER.match(lines[-1].replace("**", "")) if lines else None
+    if _BOXED.search(body):
+        boxes = _boxes(body)
+        if boxes is None or not all(b.strip() for b in boxes):
+            return None  # an unclosed or empty last box: truncated output
+        return ", ".join(b.strip() for b in boxes)
+    flat = body.replace("**", "")
+    for pattern in (_MARKER, _BARE_MARKER):
+        for match in reversed(list(pattern.finditer(flat))):
+            content = match["ans"].strip() or _next_line(flat, match.end())
+            if ans := _marked(content, options):
+                return ans
+    lines = [line.strip() for line in flat.splitlines() if line.strip()]
+    if ans := _concluded(_last_sentence(flat), options):
+        return ans
+    if len(lines) > 1 and (lead := _LEAD_IN.match(_last_sentence(lines[-2]))) and not _NEGATION.search(lead["subject"]):
+        ans = _unwrap(lines[-1])  # "... the range is:\n\n(-2, 1]"
+        if _is_answer(ans, options):
+            return ans
+    lone = _LONE_LETTER.match(lines[-1]) if lines else None
     if lone and (not options or ord(lone["l"]) - ord("A") < len(options)):
         return lone["l"]
-    return None
+    whole = _unwrap(flat)
+    return whole if len(lines) == 1 and len(whole) <= 100 and _is_answer(whole, options) else None
+
+
+def _next_line(text: str, pos: int) -> str:
+    """The next non-empty line after ``pos`` ("The answer is:\\n\\n(B) 8/11")."""
+    for line in text[pos : pos + 2000].splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
 
 
 # --------------------------------------------------------------------------- normalisation
 
-_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,\\!|\\,|\\!|\\ |[\u2009\u202f])(?=\d{3}(?!\d))")
 _SPACING = re.compile(r"\\left|\\right|\\[,;:! ]|~")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|°")
 _NUM = r"(?:\d+(?:,\d{3})+(?:\.\d*)?|\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
@@ -154,15 +361,17 @@ _VALUE = re.compile(
     rf"(?P<sign>[-+]?)\s*(?:\\frac\{{(?P<fn>{_NUM})\}}\{{(?P<fd>{_NUM})\}}|(?P<n>{_NUM})(?:\s*/\s*(?P<d>{_NUM}))?)"
 )
 _POWER = r"(?:\^\{?-?\d\}?|[²³])?"
-_UNIT_WORD = rf"(?!pi\b)[A-Za-zµμΩ]{{2,}}\.?{_POWER}(?:\s*/\s*[A-Za-z]+{_POWER})?"
+_UNIT_WORD = rf"(?!pi\b|or\b|and\b|to\b|not\b)[A-Za-zµμΩ]{{2,}}\.?{_POWER}(?:\s*/\s*[A-Za-z]+{_POWER})?"
 _UNIT = re.compile(rf"(?:\s*{_UNIT_WORD}|\s+[A-Za-zµμΩ]{_POWER}(?:/[A-Za-z]+{_POWER})?){{0,3}}\s*")
-_ASSIGNMENT = re.compile(r"^\\?[A-Za-z]\w*(?:_\{?\w+\}?)?\s*=\s*(?=\S)")
+_ASSIGNMENT = re.compile(r"^\\?[A-Za-z]\w*(?:_\{?\w+\}?)?(?:\([A-Za-z]\))?\s*=\s*(?=\S)")
 
 
 def _clean(text: str) -> str:
-    """Drop LaTeX/markdown decoration: ``$``, ``\\text{}`` wrappers, spacing macros, ``**``."""
-    text = text.replace("$", "").replace("**", "").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    text = text.replace("−", "-")
+    """Drop LaTeX/markdown decoration: ``\\$`` and ``$``, ``\\text{}`` wrappers, LaTeX thousands
+    separators (``1{,}000``, ``1,\\!000``, ``1\\,000``), spacing macros, ``**``."""
+    text = text.replace("\\$", "").replace("$", "").replace("**", "")
+    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("−", "-")
+    text = _THOUSANDS.sub("", text)
     for _ in range(3):
         text = _WRAPPERS.sub(r" \1", text)
     text = _SPACING.sub(" ", text)
@@ -202,7 +411,7 @@ def _numbers(text: str, unit: str | None, percent_as_fraction: bool, symbolic: b
     if plain is not None:
         value, is_percent = plain
         return [value, value / 100] if is_percent and percent_as_fraction else [value]
-    if not symbolic:
+    if not symbolic or not _is_math(_clean(text)):
         return None
     for item in _mv_parse(text):
         if not isinstance(item, str) and getattr(item, "is_number", False):
@@ -229,7 +438,10 @@ def _mv_parse(text: str) -> list:
 
 
 def _math_equal(pred: str, gold: str) -> bool:
-    """Symbolic equivalence via math_verify; any failure or timeout counts as not equal."""
+    """Symbolic equivalence via math_verify, only between formulas (never read a sentence's last
+    number as its value); any failure or timeout counts as not equal."""
+    if max(len(pred), len(gold)) > MAX_ANSWER_CHARS or not (_is_math(_clean(pred)) and _is_math(_clean(gold))):
+        return False
     gold_parsed, pred_parsed = _mv_parse(gold), _mv_parse(pred)
     if not gold_parsed or not pred_parsed:
         return False
@@ -245,19 +457,24 @@ def _math_equal(pred: str, gold: str) -> bool:
 @dataclass(frozen=True)
 class _Config:
     precision: int | None = None
-    tolerance: float = 1e-6
+    tolerance: float | None = None
     unit: str | None = None
     percent_as_fraction: bool = False
+    integer_match: IntegerMatch = "exact"
 
 
 def _close(a: float, b: float, cfg: _Config, integer: bool) -> bool:
+    """``b`` is the gold. Integers: exact, or MathVista's truncation of the prediction; precision:
+    both rounded; tolerance: absolute; otherwise relative 1e-6."""
     if not (math.isfinite(a) and math.isfinite(b)):
         return a == b
     if integer:
-        return round(a) == round(b)
+        return (math.trunc(a) if cfg.integer_match == "truncate" else a) == b and b == math.trunc(b)
     if cfg.precision is not None:
         return math.isclose(round(a, cfg.precision), round(b, cfg.precision), rel_tol=0, abs_tol=1e-12)
-    return math.isclose(a, b, rel_tol=cfg.tolerance, abs_tol=cfg.tolerance)
+    if cfg.tolerance is not None:
+        return abs(a - b) <= cfg.tolerance + 1e-12
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
 
 
 def _numeric_equal(
@@ -303,27 +520,30 @@ def _grade_list(pred: str, gold: str, cfg: _Config) -> bool:
 _LETTER_PREFIX = re.compile(
     r"^(?:the\s+)?(?:correct\s+)?(?:option|choice|answer)\s*(?:is\s*)?[:：]?\s*", re.IGNORECASE
 )
-_ONE_LETTER = re.compile(r"\(?(?P<l>[A-Z])\)?(?:[.:)]\s*.*|\s*)", re.DOTALL)
+_ONE_LETTER = re.compile(r"\(?(?P<l>[A-Z])\)?(?:[.:)]\s*.*|\s+\(.*\)|\(.*\)|\s*)", re.DOTALL)
 _LETTER_LIST = re.compile(r"\(?[A-Z]\)?(?:\s*(?:,|;|/|&|\band\b|\s)\s*\(?[A-Z]\)?)+")
 
 
 def _letters(text: str, n_options: int | None, compact: bool) -> frozenset[str] | None:
     """Option letters named by ``text``: "(B)", "B.", "Option B", "B. 4 cm", "A, C", "AC" (compact)."""
-    text = _LETTER_PREFIX.sub("", _clean(text)).strip()
+    text = _LETTER_PREFIX.sub("", _clean(text).translate(_FULL_WIDTH)).strip()
     if re.fullmatch(r"\(?[a-z]\)?\.?", text):
         text = text.upper()
     if match := _ONE_LETTER.fullmatch(text):
-        return frozenset(match["l"])
-    if _LETTER_LIST.fullmatch(text):
-        return frozenset(re.findall(r"\b[A-Z]\b", text))
-    if compact and re.fullmatch(r"[A-Z]{2,}", text) and len(set(text)) == len(text):
-        if n_options is None or all(ord(c) - ord("A") < n_options for c in text):
-            return frozenset(text)
-    return None
+        letters = frozenset(match["l"])
+    elif _LETTER_LIST.fullmatch(text):
+        letters = frozenset(re.findall(r"\b[A-Z]\b", text))
+    elif compact and re.fullmatch(r"[A-Z]{2,}", text) and len(set(text)) == len(text):
+        letters = frozenset(text)
+    else:
+        return None
+    if n_options is not None and any(ord(c) - ord("A") >= n_options for c in letters):
+        return None
+    return letters
 
 
 def _is_letter_gold(gold: str) -> bool:
-    """Gold like "B" or "A, C" (MMStar/WeMath/LogicVista store letters without an options list)."""
+    """Gold like "B" or "A, C" (MMStar/WeMath/LogicVista store letters)."""
     return not re.search(r"[a-z]", gold) and _letters(gold, None, compact=False) is not None
 
 
@@ -366,40 +586,16 @@ def _grade_choice(pred: str, gold: str, options: Sequence[str] | None, cfg: _Con
 # --------------------------------------------------------------------------- public grading
 
 
-def grade(
-    prediction: str | None,
-    gold: str,
-    *,
-    options: Sequence[str] | None = None,
-    answer_type: AnswerType = "auto",
-    precision: int | None = None,
-    tolerance: float = 1e-6,
-    unit: str | None = None,
-    percent_as_fraction: bool = False,
-) -> Verdict:
-    """Grade an already extracted ``prediction`` against ``gold``.
+def _text(value: object, what: str) -> str:
+    """A prediction or gold as text: strings as they are, numbers by their shortest form."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, Fraction)):
+        raise InputError(f"{what} must be a string or a number, not {type(value).__name__}")
+    return str(value)
 
-    ``options`` are the option texts (letters A.. by position); gold may be a letter, several letters
-    ("A, C"; set comparison) or an option text. ``precision`` (decimal places) rounds both sides;
-    otherwise numbers match within ``tolerance`` (relative, also used as absolute floor).
-    ``answer_type="auto"`` picks multiple choice when options are given or gold is a letter,
-    else numbers, then exact text, then math_verify. Never raises on odd predictions; raises
-    `UnknownAnswerTypeError` for an unknown ``answer_type``.
-    """
-    if answer_type not in ANSWER_TYPES:
-        raise UnknownAnswerTypeError(
-            f"unknown answer_type {answer_type!r}; expected one of {', '.join(ANSWER_TYPES)}"
-        )
-    gold = str(gold).strip()
-    if prediction is None or not _clean(prediction):
-        return Verdict(correct=False, prediction=None, gold=gold, method="no_answer")
-    pred = prediction.strip()
-    cfg = _Config(
-        precision=None if precision is None else int(precision),
-        tolerance=tolerance,
-        unit=unit,
-        percent_as_fraction=percent_as_fraction,
-    )
+
+def _grade_one(pred: str, gold: str, options: Sequence[str] | None, answer_type: str, cfg: _Config) -> Verdict:
     is_choice = answer_type == "multiple_choice" or (
         answer_type == "auto" and (bool(options) or _is_letter_gold(gold))
     )
@@ -410,11 +606,8 @@ def grade(
     elif answer_type == "text":
         correct, method = _norm_text(pred) == _norm_text(gold), "exact"
     elif answer_type == "math":
-        correct, method = (
-            (True, "exact")
-            if _norm_text(pred) == _norm_text(gold)
-            else (_math_equal(pred, gold), "math_verify")
-        )
+        exact = _norm_text(pred) == _norm_text(gold)
+        correct, method = (True, "exact") if exact else (_math_equal(pred, gold), "math_verify")
     elif answer_type == "list":
         correct, method = _grade_list(pred, gold, cfg), "list"
     else:
@@ -422,18 +615,67 @@ def grade(
     return Verdict(correct=correct, prediction=pred, gold=gold, method=method)
 
 
-def grade_output(
-    output: str | None,
-    gold: str,
+def grade(
+    prediction: Prediction,
+    gold: Gold | Sequence[Gold],
     *,
     options: Sequence[str] | None = None,
-    answer_type: AnswerType = "auto",
+    answer_type: AnswerType | None = "auto",
     precision: int | None = None,
-    tolerance: float = 1e-6,
+    tolerance: float | None = None,
     unit: str | None = None,
     percent_as_fraction: bool = False,
+    integer_match: IntegerMatch = "exact",
 ) -> Verdict:
-    """`extract_answer` from a raw reasoner ``output`` (using ``options``), then `grade` it."""
+    """Grade an already extracted ``prediction`` (text or number) against ``gold`` (one accepted
+    answer, or a list of accepted answers: correct when any matches).
+
+    ``options`` are the option texts (letters A.. by position); gold may be a letter, several letters
+    ("A, C"; set comparison) or an option text. ``precision`` (decimal places) rounds both sides;
+    ``tolerance`` is an absolute bound (DynaMath: 1e-3); otherwise numbers match to 1e-6 relative.
+    ``answer_type="integer"`` wants the exact integer (``integer_match="truncate"``: MathVista's
+    ``int(float(x))``). ``answer_type="auto"`` (or None) picks multiple choice when options are given
+    or gold is a letter, else exact text, numbers, then math_verify. Never raises on odd predictions;
+    raises `UnknownAnswerTypeError` for an unknown ``answer_type`` and `InputError` for a gold or
+    prediction that is neither text nor a number.
+    """
+    answer_type = "auto" if answer_type is None else answer_type
+    if answer_type not in ANSWER_TYPES:
+        raise UnknownAnswerTypeError(
+            f"unknown answer_type {answer_type!r}; expected one of {', '.join(ANSWER_TYPES)}"
+        )
+    golds = [gold] if isinstance(gold, (str, int, float, Decimal, Fraction)) else list(gold)
+    golds = [_text(g, "gold").strip() for g in golds]
+    if not golds or not all(golds):
+        raise InputError("gold must be a non-empty answer or a non-empty list of non-empty answers")
+    pred = None if prediction is None else _text(prediction, "prediction").strip()
+    if not pred or not _clean(pred):
+        return Verdict(correct=False, prediction=None, gold=golds[0], method="no_answer")
+    cfg = _Config(
+        precision=None if precision is None else int(precision),
+        tolerance=tolerance,
+        unit=unit,
+        percent_as_fraction=percent_as_fraction,
+        integer_match=integer_match,
+    )
+    verdicts = [_grade_one(pred, g, options, answer_type, cfg) for g in golds]
+    return next((v for v in verdicts if v.correct), verdicts[0])
+
+
+def grade_output(
+    output: str | None,
+    gold: Gold | Sequence[Gold],
+    *,
+    options: Sequence[str] | None = None,
+    answer_type: AnswerType | None = "auto",
+    precision: int | None = None,
+    tolerance: float | None = None,
+    unit: str | None = None,
+    percent_as_fraction: bool = False,
+    integer_match: IntegerMatch = "exact",
+) -> Verdict:
+    """`extract_answer` from a raw model ``output`` (using ``options``), then `grade` it: the one
+    verdict path of the library and the eval harness."""
     return grade(
         extract_answer(output, options),
         gold,
@@ -443,4 +685,5 @@ def grade_output(
         tolerance=tolerance,
         unit=unit,
         percent_as_fraction=percent_as_fraction,
+        integer_match=integer_match,
     )
