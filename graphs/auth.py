@@ -20,6 +20,7 @@ from langgraph_sdk import Auth
 
 from graphs.guard import check_run_request
 from graphs.settings import ENV_NAMES, ServeSettings
+from graphs.tools import rapid_run_request
 from rapid_agent.errors import ConfigError, RapidError
 
 settings = ServeSettings.from_env()
@@ -65,7 +66,9 @@ async def check_run(ctx: Auth.types.AuthContext, value: Auth.types.RunsCreate) -
         raise Auth.exceptions.HTTPException(422, detail="webhooks are not accepted here: poll or stream the run instead")
     try:
         # Image checks decode (and may resolve a URL's host): keep them off the event loop.
-        await asyncio.to_thread(check_run_request, kwargs.get("input"), kwargs.get("context"), settings)
+        # a tool run (graphs/tools.py) is checked as the RAPID run it makes
+        input_, context = rapid_run_request(value.get("assistant_id"), kwargs.get("input"), kwargs.get("context"))
+        await asyncio.to_thread(check_run_request, input_, context, settings)
     except RapidError as exc:
         raise Auth.exceptions.HTTPException(422, detail=f"{type(exc).__name__}: {exc}") from None
     return _owned(ctx, value)

@@ -1,0 +1,101 @@
+"""`python -m rapid_agent.mcp`: the RAPID tools over stdio, for desktop and coding agents.
+
+    python -m rapid_agent.mcp --captioner hf:KaiChen1998/RACRO-7B-CRO-GRPO \\
+        --reasoner openai:Qwen/Qwen3-8B@http://localhost:8000/v1 --allowed-root ~/Pictures
+
+Serves `look_and_reason` and `describe_image` from an in-process RAPID graph, configured and checked as
+the served graph is: each flag sets the `RAPID_*` variable of the same meaning (`graphs/settings.py`;
+flags win over the environment), and every call passes the served request guard (image policy, text
+limits, model allowlist). Local images are read only under `--allowed-root` (unset: no local paths).
+Logs go to stderr; stdout carries the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from functools import partial
+from pathlib import Path
+
+import anyio
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+from graphs.rapid import graph_from_env
+from graphs.settings import ENV_NAMES, ServeSettings
+from graphs.tools import check_tool_call
+from rapid_agent.errors import ConfigError
+from rapid_agent.mcp.server import build_server, graph_runner
+from rapid_agent.mcp.tools import TOOL_NAMES, build_tool_graph
+
+_FLAGS = {  # flag -> settings field (its RAPID_* variable)
+    "captioner": "captioner",
+    "reasoner": "reasoner",
+    "allowed_root": "image_root",
+    "allowed_specs": "allowed_specs",
+    "allow_image_urls": "allow_image_urls",
+    "prompt_preset": "prompt_preset",
+    "max_recaption_rounds": "max_recaption_rounds",
+    "max_new_tokens": "max_new_tokens",
+    "call_timeout_s": "call_timeout_s",
+}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    env = ENV_NAMES
+    parser = argparse.ArgumentParser(
+        prog="python -m rapid_agent.mcp", description="Serve the RAPID tools (look_and_reason, describe_image) over stdio."
+    )
+    parser.add_argument("--captioner", help=f"captioner model spec ({env['captioner']}; default: tiny)")
+    parser.add_argument("--reasoner", help=f"reasoner model spec ({env['reasoner']}; default: tiny)")
+    parser.add_argument(
+        "--allowed-root", type=_folder, help=f"folder whose image files the tools may read ({env['image_root']}; unset: none)"
+    )
+    parser.add_argument(
+        "--allowed-specs", help=f"comma-separated extra reasoner specs a call may pick ({env['allowed_specs']})"
+    )
+    parser.add_argument(
+        "--allow-image-urls", action="store_const", const="1", help=f"fetch public http(s) image URLs ({env['allow_image_urls']})"
+    )
+    parser.add_argument("--prompt-preset", help=f"prompt preset ({env['prompt_preset']})")
+    parser.add_argument("--max-recaption-rounds", help=f"re-caption rounds ({env['max_recaption_rounds']}; default 0)")
+    parser.add_argument("--max-new-tokens", help=f"decoding budget per model call ({env['max_new_tokens']})")
+    parser.add_argument("--call-timeout-s", help=f"bound on each model call, seconds ({env['call_timeout_s']})")
+    return parser.parse_args(argv)
+
+
+def _folder(path: str) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def settings_env(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The `RAPID_*` environment the server runs with: `environ`, overridden by the flags given."""
+    given = {ENV_NAMES[field]: str(getattr(args, flag)) for flag, field in _FLAGS.items() if getattr(args, flag)}
+    return {**environ, **given}
+
+
+def build_stdio_server(env: Mapping[str, str]) -> Server:
+    """The MCP server over an in-process RAPID graph built from `RAPID_*` settings in `env`."""
+    settings = ServeSettings.from_env(env)
+    rapid = graph_from_env(env)
+    tool_graphs = {name: build_tool_graph(rapid, name) for name in TOOL_NAMES}
+    return build_server(graph_runner(tool_graphs), check=partial(check_tool_call, settings=settings))
+
+
+async def serve_stdio(server: Server) -> None:
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        server = build_stdio_server(settings_env(parse_args(argv)))
+    except ConfigError as exc:
+        sys.exit(f"python -m rapid_agent.mcp: {exc}")
+    anyio.run(serve_stdio, server)
+
+
+if __name__ == "__main__":
+    main()
