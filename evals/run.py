@@ -44,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
     models.add_argument("--prompt", default="paper-eval", help="prompt preset: paper-eval (with the tentative answer) "
                         "or paper-train (default: paper-eval)")
     models.add_argument("--max-recaption-rounds", type=int, default=0)
-    models.add_argument("--judge", metavar="SPEC", help="LLM answer extractor for responses the rules cannot parse (off)")
+    models.add_argument("--judge", metavar="SPEC", help="LLM answer extractor (off): reads every response, decides those "
+                        "the rules find no answer in; the report lists where its verdict and the rules' differ")
     data = p.add_argument_group("benchmarks")
     data.add_argument("--benchmark", action="append", dest="benchmarks", metavar="NAME[:SPLIT][=PATH]",
                       help="repeatable (default: bundled)")
