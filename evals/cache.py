@@ -65,12 +65,10 @@ class PerceptionCache:
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         try:
             with self._guard():
+                with self._db:  # commits, or rolls back on an error
+                    self._db.execute("BEGIN IMMEDIATE")  # one process at a time creates or checks the schema
+                    self._check_schema()  # before any write: a foreign database is left as it was
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("BEGIN IMMEDIATE")  # one process at a time creates or checks the schema
-                try:
-                    self._check_schema()
-                finally:
-                    self._db.execute("COMMIT")
         except BaseException:
             self._db.close()
             raise
@@ -109,9 +107,10 @@ class PerceptionCache:
             columns = tuple(row[1] for row in self._db.execute("PRAGMA table_info(perception)"))
             if columns != _COLUMNS or version not in (0, _SCHEMA_VERSION):
                 raise self._foreign(f"schema version {version}, perception columns {list(columns)}")
-        self._db.execute(_SCHEMA)
-        self._db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
-        self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        if application == 0:  # a new database, or one of the layout before the id
+            self._db.execute(_SCHEMA)
+            self._db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def _foreign(self, found: str) -> StorageError:
         return StorageError(
