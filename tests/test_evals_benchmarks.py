@@ -196,6 +196,7 @@ def test_a_folder_with_the_benchmark_file_under_another_name_loads_and_says_whic
     target = tmp_path / "copy" / name
     target.parent.mkdir(parents=True)
     shutil.copy(FIXTURES / "mmstar" / "val.parquet", target)
+    (tmp_path / "copy" / "dataset_infos.json").write_text("{}")  # Hub metadata beside the rows is not a data file
     with caplog.at_level("WARNING", logger="evals.benchmarks.base"):
         assert [s.id for s in get_benchmark("mmstar").load(path=tmp_path / "copy")] == ["0", "1", "2"]
     assert str(target) in caplog.text and "no val.parquet" in caplog.text

@@ -29,6 +29,7 @@ _DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
 _NAMED_PATTERNS = tuple(f"{{bench}}{sep}{{split}}{ext}" for sep in "_-" for ext in _DATA_SUFFIXES)
 _BENCH_PATTERNS = tuple(f"{{bench}}{ext}" for ext in _DATA_SUFFIXES)
 _ONLY_FILE = "the folder's only data file"
+_METADATA_FILES = {"dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json"}  # not rows
 logger = logging.getLogger(__name__)
 
 
@@ -212,8 +213,8 @@ def local_files(path: Path, split: str, *, bench: str | None = None, single: boo
         files = sorted(path.rglob(pattern.format(split=split)))
         if files:
             return files
-    data = sorted(p for p in path.rglob("*") if p.suffix in _DATA_SUFFIXES and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    data = sorted(p for p in path.rglob("*") if p.suffix in _DATA_SUFFIXES and p.name not in _METADATA_FILES
+                  and p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
     patterns = (_NAMED_PATTERNS + (_BENCH_PATTERNS if single else ())) if bench else ()
     named = [p.format(bench=bench, split=split).lower() for p in patterns]
     for pattern in named:
