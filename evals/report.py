@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from evals.benchmarks import get_benchmark
 from evals.metrics import Comparison, Score, Status, accuracy, compare, proportion, status
-from evals.store import SampleRecord
+from evals.store import SampleRecord, check_one_configuration
 
 SUMMARY_FILE, REPORT_FILE, PLOT_FILE = "summary.json", "report.md", "accuracy.png"
 
@@ -87,6 +87,7 @@ def summarize(
     records: list[SampleRecord], *, config: dict[str, Any] | None = None, seed: int = 0, order: list[str] | None = None
 ) -> Summary:
     """Per-run, per-benchmark results, paired comparisons and timing; runs in `order` (else first seen)."""
+    check_one_configuration(records)
     by_run: dict[str, list[SampleRecord]] = {label: [] for label in order or []}
     for record in records:
         by_run.setdefault(record.run, []).append(record)
@@ -116,9 +117,7 @@ def _run_summary(records: list[SampleRecord], seed: int) -> RunSummary:
         bench = get_benchmark(label.split(":")[0])
         outcomes = [r.outcome() for r in rs]
         metrics = bench.metrics(outcomes, seed=seed) if bench.metrics else {}
-        counts = {s: 0 for s in ("correct", "wrong", "truncated", "error")}
-        for record in rs:
-            counts[record_status(record)] += 1
+        counts = Counter(record_status(r) for r in rs)
         completed = len(rs) - counts["error"]
         benchmarks[label] = BenchmarkResult(
             accuracy=accuracy(outcomes), accuracy_completed=proportion(counts["correct"], completed), samples=len(rs),
