@@ -13,7 +13,7 @@ A source's kind is told by its Python type and prefix alone, never by what exist
 
 Limits are checked from the image header before any pixel is decoded, so the memory and time spent on
 one image are bounded by `max_pixels`: the peak is about 8 bytes per pixel for RGBA PNG or TIFF, 2 for
-a JPEG that is downscaled (decoded at a reduced scale), 20 for WebP (libwebp's own frame buffers).
+a JPEG that is downscaled (decoded at a reduced scale), 16 for WebP (libwebp's own frame buffers).
 """
 
 from __future__ import annotations
@@ -154,7 +154,10 @@ def _load_one(src: ImageInput, where: str, policy: ImagePolicy) -> Image.Image:
         if fitted[0] * fitted[1] < image.width * image.height:
             image.draft(None, fitted)  # JPEG decodes straight to a reduced scale; a no-op for other formats
         image.load()  # the first frame of an animated image
-        return _fit_area(_to_rgb(image), policy)
+        rgb = _to_rgb(image)
+        if rgb is not image:
+            image.close()  # frees the decoded pixels before resizing
+        return _fit_area(rgb, policy)
 
 
 def _encoded(src: ImageInput, where: str, policy: ImagePolicy) -> bytes | Image.Image:

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import os
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -18,6 +14,7 @@ from PIL import Image, ImageFile, WebPImagePlugin
 
 from rapid_agent import ImageInputError, ImagePolicy, load_images
 from rapid_agent.images import check_data_url, check_images, to_data_url
+from rapid_agent.testing import image_memory
 
 UNLIMITED_SIDES = {"max_width": 10**9, "max_height": 10**9}
 
@@ -171,31 +168,6 @@ def test_check_data_url_accepts_what_the_graph_encodes_and_nothing_else():
             check_data_url(url, policy, where="image_urls[0]")
 
 
-PEAK_RSS_SCRIPT = r"""  # prints {path: peak RSS growth in bytes while loading it}
-import json, sys
-from PIL import Image
-from rapid_agent.images import ImagePolicy, load_images
-
-def status_bytes(key):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
-
-policy = ImagePolicy(**json.loads(sys.argv[1]))
-images = json.loads(sys.argv[2])
-for path, (mode, fmt) in images.items():  # warm up: load every PIL plugin and codec before measuring
-    Image.new(mode, (8, 8)).save(path + ".small", format=fmt)
-    load_images([open(path + ".small", "rb").read()], policy)
-peaks = {}
-for path in images:
-    data = open(path, "rb").read()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM, the peak resident size
-    before = status_bytes("VmRSS:")
-    load_images([data], policy)
-    peaks[path] = status_bytes("VmHWM:") - before
-print(json.dumps(peaks))
-"""
-
 MEMORY_LIMITS = {"max_pixels": 4_000_000, "max_width": 30_000, "max_height": 30_000, "resize_max_pixels": 1_000_000}
 WORST_ALLOWED = {  # the largest images MEMORY_LIMITS let through, in the costliest modes
     "rgba-square.png": ((2000, 2000), "RGBA", "PNG"),
@@ -210,19 +182,14 @@ WORST_ALLOWED = {  # the largest images MEMORY_LIMITS let through, in the costli
 }
 
 
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc peak-RSS reset")
+@pytest.mark.skipif(not image_memory.SUPPORTED, reason="needs Linux /proc peak-RSS reset")
 def test_peak_memory_of_the_worst_allowed_images_is_bounded_by_max_pixels(tmp_path):
-    images = {}
+    paths = []
     for name, (size, mode, fmt) in WORST_ALLOWED.items():
-        path = tmp_path / name
-        Image.new(mode, size).save(path, format=fmt, **({"transparency": 0} if mode == "P" else {}))
-        images[str(path)] = (mode, fmt)
-    result = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS_SCRIPT, json.dumps(MEMORY_LIMITS), json.dumps(images)],
-        capture_output=True, text=True, timeout=300, check=True,
-        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"},  # freed pixel buffers leave RSS at once
-    )
-    peaks = json.loads(result.stdout)
-    bound = 32 * MEMORY_LIMITS["max_pixels"]  # measured: 8 bytes per pixel for RGBA PNG, 20 for WebP
+        paths.append(tmp_path / name)
+        Image.new(mode, size).save(paths[-1], format=fmt, **({"transparency": 0} if mode == "P" else {}))
+    peaks = image_memory.peak_rss_growth(paths, ImagePolicy(**MEMORY_LIMITS))
+    bound = 32 * MEMORY_LIMITS["max_pixels"]  # measured: 8 bytes per pixel for RGBA PNG, 16 for WebP
     over = {Path(p).name: f"{peak / 2**20:.0f} MiB" for p, peak in peaks.items() if peak > bound}
     assert not over, f"peak RSS above {bound / 2**20:.0f} MiB: {over}"
+    assert len(peaks) == len(WORST_ALLOWED) and max(peaks.values()) > MEMORY_LIMITS["max_pixels"]  # it measures

@@ -5,6 +5,7 @@
 * :mod:`.openai_server`: a real OpenAI-compatible HTTP server answering with a scripted model.
 * :mod:`.local_servers`: real local servers (`transformers serve`) started and stopped by pid.
 * :mod:`.langgraph_server`: LangGraph's own server (`langgraph dev`) on a loopback port.
+* :mod:`.image_memory`: peak memory of `load_images` per image, measured in a fresh process.
 """
 
 from rapid_agent.testing.scripted_models import (
