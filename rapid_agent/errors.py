@@ -1,5 +1,9 @@
 """Typed errors: each names what is wrong, so callers (CLIs, the server) can report it plainly."""
 
+from __future__ import annotations
+
+from pydantic import ValidationError
+
 
 class RapidError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -26,3 +30,10 @@ class BackendError(RapidError, RuntimeError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+def describe_validation(exc: ValidationError, where: str) -> str:
+    """One line naming each bad field of a pydantic `ValidationError`: "where.field: message; ..."."""
+    return "; ".join(
+        f"{'.'.join([where, *map(str, e['loc'])]) if e['loc'] else where}: {e['msg']}" for e in exc.errors()
+    )

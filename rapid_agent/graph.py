@@ -9,6 +9,17 @@
 on the question) and `tentative` (the MLLM answers directly, for presets that use it) run
 concurrently; `reason` (the text-only reasoner) answers from the caption(s). A state that already
 carries `captions` skips `caption`.
+
+Trust (see docs/serving.md, "Threat model"):
+
+* A run answers its own input. A hidden node records which input fields this run's input gave;
+  `prepare` clears every other input field and every derived field, so nothing carries over from an
+  earlier run on the same thread, with any checkpointer.
+* Derived fields (`image_urls`, `round`, `recaption_requests`, ...) are not part of the input. A
+  command or state update can still write them, so each model-calling node re-checks, at the point
+  of use, what it is about to send: only `data:` image URLs within the image limits, every text within
+  `max_text_chars`, and the round within the re-caption limit. A run that did not start from an input
+  (a command, a resumed `prepare`) is refused by `prepare`.
 """
 
 from __future__ import annotations
@@ -17,38 +28,50 @@ import asyncio
 import concurrent.futures
 import contextvars
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableLambda
+from langgraph.channels import EphemeralValue
+from langgraph.constants import TAG_HIDDEN
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.pregel import NodeBuilder
 from langgraph.runtime import get_runtime
-from langgraph.types import RetryPolicy
+from langgraph.types import Overwrite, RetryPolicy
 from typing_extensions import NotRequired
 
-from rapid_agent.answers import extract_answer, strip_think
+from rapid_agent.answers import extract_answer, last_boxed, strip_think
 from rapid_agent.errors import BackendError, ConfigError, InputError, RapidError
-from rapid_agent.images import ImagePolicy, load_images, to_data_url
+from rapid_agent.images import ImagePolicy, check_data_url, load_images, to_data_url
 from rapid_agent.models.spec import ModelResolver
 from rapid_agent.prompts import (
     DEFAULT_PRESET,
+    MAX_OPTIONS,
     RECAPTION_INSTRUCTION,
     PromptPreset,
     format_question,
     get_preset,
     join_captions,
     parse_recaption_request,
+    strip_image_tags,
 )
 from rapid_agent.state import NodeUsage, RapidContext, RapidInput, RapidOutput, RapidState
 
-MAX_QUESTION_CHARS = 20_000
+MAX_QUESTION_CHARS = 20_000  # default `max_text_chars`: the longest question, option, caption or request
+INPUT_FIELDS: tuple[str, ...] = tuple(RapidInput.__annotations__)
+_SUPPLIED = "supplied_fields"  # channel: the input fields this run's input gave (visible to `prepare` only)
+_MARK_INPUT = "__mark_input__"
+# what `prepare` writes for an input field this run's input left out
+_EMPTY_INPUT: dict[str, Any] = {"images": [], "options": None, "captions": [], "tentative_answer": None}
 
 
 class _GraphState(RapidState):
     image_urls: NotRequired[list[str]]
+    supplied_fields: NotRequired[Annotated[tuple[str, ...], EphemeralValue]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,12 @@ class _Settings:
     reasoner: BaseChatModel | None
     preset: PromptPreset
     max_recaption_rounds: int
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_text_chars: int
+    policy: ImagePolicy
 
 
 def _transient(exc: BaseException) -> bool:
@@ -85,6 +114,7 @@ def build_rapid_graph(
     retry_policy: RetryPolicy | None = DEFAULT_RETRY,
     resolver: ModelResolver | None = None,
     call_timeout_s: float | None = None,
+    max_text_chars: int = MAX_QUESTION_CHARS,
     name: str = "rapid",
 ) -> CompiledStateGraph:
     """Build the compiled RAPID graph.
@@ -99,49 +129,68 @@ def build_rapid_graph(
         retry_policy: LangGraph retry policy for model nodes (transient backend errors).
         resolver: resolves model specs; share one between graphs to share loaded local models.
         call_timeout_s: bound on each model call; a call that exceeds it fails as a (retried) `BackendError`.
+        max_text_chars: longest question, option, caption, tentative answer or re-caption request.
 
     Per call, `context=RapidContext(...)` overrides captioner, reasoner, preset and loop rounds.
     """
-    if max_recaption_rounds < 0:
-        raise ConfigError(f"max_recaption_rounds must be >= 0, got {max_recaption_rounds}")
+    for arg, value in (("max_recaption_rounds", max_recaption_rounds), ("max_text_chars", max_text_chars)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if arg == "max_recaption_rounds" else 1):
+            raise ConfigError(f"{arg} must be an integer >= {0 if arg == 'max_recaption_rounds' else 1}, got {value!r:.100}")
     defaults = RapidContext(
         captioner=captioner, reasoner=reasoner, prompt_preset=get_preset(prompt_preset),
         max_recaption_rounds=max_recaption_rounds,
     )
-    policy = image_policy or ImagePolicy()
+    limits = _Limits(max_text_chars=max_text_chars, policy=image_policy or ImagePolicy())
     resolver = resolver or ModelResolver()
 
     def settings() -> _Settings:
-        context = get_runtime(RapidContext).context or RapidContext()
+        runtime = get_runtime(RapidContext)  # None in `update_state`, which runs the routing functions
+        context = _context(runtime.context if runtime is not None else None)
         captioner_ = _pick(context.captioner, defaults.captioner)
         reasoner_ = _pick(context.reasoner, defaults.reasoner)
-        rounds = _pick(context.max_recaption_rounds, defaults.max_recaption_rounds)
         return _Settings(
             captioner=resolver.resolve(captioner_, "captioner") if captioner_ is not None else None,
             reasoner=resolver.resolve(reasoner_, "reasoner") if reasoner_ is not None else None,
             preset=get_preset(_pick(context.prompt_preset, defaults.prompt_preset)),
-            max_recaption_rounds=rounds,
+            max_recaption_rounds=_pick(context.max_recaption_rounds, defaults.max_recaption_rounds),
         )
 
     def prepare(state: _GraphState) -> dict[str, Any]:
-        _validate_request(state)
+        supplied = state.get(_SUPPLIED)
+        if supplied is None:
+            raise InputError(
+                "a run must start from an input (question, images, ...): commands, state updates and "
+                "resumed checkpoints cannot start this graph"
+            )
+        request = {field: state[field] for field in supplied if field in state}
+        _validate_request(request, limits.max_text_chars)
         s = settings()
-        needs_images = not state.get("captions") or (
-            s.preset.uses_tentative and not state.get("tentative_answer")
-        )
-        if needs_images and s.captioner is None:
-            raise ConfigError("no captioner: pass captions in the input or configure a captioner")
+        missing = _missing_percepts(s.preset, request)
+        if missing and s.captioner is None:
+            raise ConfigError(
+                f"no captioner: the {s.preset.name!r} preset needs {' and '.join(what for what, _ in missing)} "
+                f"and none is configured; pass {' and '.join(field for _, field in missing)} in the input, "
+                "or a captioner (build_rapid_graph(captioner=...) or RapidContext(captioner=...))"
+            )
         # given captions skip `caption`, but a re-caption round still needs the images
-        needs_images = needs_images or (s.max_recaption_rounds > 0 and s.captioner is not None)
-        update: dict[str, Any] = {"round": state.get("round", 0)}
-        if needs_images:
-            update["image_urls"] = [to_data_url(img) for img in load_images(state.get("images") or [], policy)]
-        return update
+        needs_images = bool(missing) or (_may_recaption(s) and s.max_recaption_rounds > 0)
+        images = load_images(request.get("images") or [], limits.policy) if needs_images else []
+        return {
+            # this run's input, and nothing left over from an earlier run on the same thread
+            **{field: empty for field, empty in _EMPTY_INPUT.items() if field not in request},
+            "image_urls": [to_data_url(image) for image in images],
+            "recaption_requests": [],
+            "reasoning": None,
+            "answer": None,
+            "round": 0,
+            "truncated": False,
+            "usage": Overwrite([]),
+        }
 
     def route_start(state: _GraphState) -> list[Literal["caption", "tentative", "reason"]]:
         preset = settings().preset
         targets: list[Literal["caption", "tentative", "reason"]] = []
-        if not state.get("captions"):
+        if preset.uses_captions and not state.get("captions"):
             targets.append("caption")
         if preset.uses_tentative and not state.get("tentative_answer"):
             targets.append("tentative")
@@ -149,51 +198,62 @@ def build_rapid_graph(
 
     def caption_request(state: _GraphState) -> tuple[BaseChatModel, list[BaseMessage], dict[str, Any]]:
         s = settings()
+        _check_state(state, s, limits)
         question = format_question(state["question"], state.get("options"))
         if _recaption_pending(state):
             text = s.preset.recaption_user.format(question=question, request=state["recaption_requests"][-1])
         else:
             text = s.preset.caption_user.format(question=question)
-        return s.captioner, _vision_messages(s.preset.caption_system, state, text), {}
+        return _need(s.captioner, "captioner"), _vision_messages(s.preset.caption_system, state, text), {}
 
     def caption_update(state: _GraphState, reply: AIMessage) -> dict[str, Any]:
-        return {"captions": [*(state.get("captions") or []), _text(reply)]}
+        return {"captions": [*(state.get("captions") or []), reply.text]}
 
     def tentative_request(state: _GraphState) -> tuple[BaseChatModel, list[BaseMessage], dict[str, Any]]:
         s = settings()
+        _check_state(state, s, limits)
         text = format_question(state["question"], state.get("options"))
-        return s.captioner, _vision_messages(s.preset.tentative_system, state, text), {}
+        return _need(s.captioner, "captioner"), _vision_messages(s.preset.tentative_system, state, text), {}
 
     def tentative_update(state: _GraphState, reply: AIMessage) -> dict[str, Any]:
-        return {"tentative_answer": _text(reply)}
+        return {"tentative_answer": reply.text}
 
     def reason_request(state: _GraphState) -> tuple[BaseChatModel, list[BaseMessage], dict[str, Any]]:
         s = settings()
         if s.reasoner is None:
             raise ConfigError("no reasoner: pass one to build_rapid_graph or in RapidContext(reasoner=...)")
-        captions = state["captions"]
+        _check_state(state, s, limits)
+        captions = state.get("captions") or []
+        if s.preset.uses_captions and not captions:
+            raise InputError("captions: the reasoner has no caption to read (state field captions is empty)")
         user = s.preset.reasoner_user.format(
-            caption=join_captions(captions, state.get("recaption_requests") or []),
+            caption=join_captions(captions, state.get("recaption_requests") or []) if captions else "",
             question=format_question(state["question"], state.get("options")),
             tentative=state.get("tentative_answer") or "",
         )
-        may_ask = state.get("round", 0) < s.max_recaption_rounds
+        may_ask = _may_recaption(s) and state.get("round", 0) < s.max_recaption_rounds
         if may_ask:
             user += RECAPTION_INSTRUCTION
         messages = [SystemMessage(s.preset.reasoner_system), HumanMessage(user)]
         return s.reasoner, messages, {"may_ask": may_ask}
 
     def reason_update(state: _GraphState, reply: AIMessage, may_ask: bool) -> dict[str, Any]:
-        output = _text(reply)
-        request = parse_recaption_request(strip_think(output)) if may_ask else None
+        content, thinking = _reply_parts(reply)
+        reasoning = f"<think>\n{thinking}\n</think>\n\n{content}" if thinking else content
+        request = parse_recaption_request(strip_think(content)) if may_ask else None
         if request is not None:
             return {
-                "reasoning": output,
+                "reasoning": reasoning,
                 "answer": None,
+                "truncated": False,
                 "recaption_requests": [*(state.get("recaption_requests") or []), request],
                 "round": state.get("round", 0) + 1,
             }
-        return {"reasoning": output, "answer": extract_answer(output, state.get("options"))}
+        # cut off inside its thinking, or by the token limit before a boxed answer: no answer to grade
+        cut = (reply.response_metadata or {}).get("finish_reason") == "length"
+        truncated = _unclosed_think(content) or (cut and last_boxed(strip_think(content)) is None)
+        answer = None if truncated else extract_answer(content, state.get("options"))
+        return {"reasoning": reasoning, "answer": answer, "truncated": truncated}
 
     def route_after_reason(state: _GraphState) -> Literal["caption", "__end__"]:
         return "caption" if _recaption_pending(state) else END
@@ -208,7 +268,57 @@ def build_rapid_graph(
     builder.add_edge("caption", "reason")
     builder.add_edge("tentative", "reason")
     builder.add_conditional_edges("reason", route_after_reason, ["caption", END])
-    return builder.compile(name=name)
+    return _mark_input(builder.compile(name=name))
+
+
+def _mark_input(graph: CompiledStateGraph) -> CompiledStateGraph:
+    """Add a hidden node that runs with START on every input and records which input fields it gave.
+
+    It reads the raw input (the `__start__` channel), so `prepare` can tell this run's input from
+    values an earlier run left in the thread's checkpoint; the record is ephemeral (one step).
+    """
+    graph.nodes[_MARK_INPUT] = (
+        NodeBuilder().subscribe_only(START).do(_supplied_fields).write_to(_SUPPLIED).meta(TAG_HIDDEN).build()
+    )
+    graph.validate()
+    return graph
+
+
+def _supplied_fields(input_: Any) -> tuple[str, ...]:
+    return tuple(field for field in INPUT_FIELDS if field in input_) if isinstance(input_, Mapping) else ()
+
+
+def _context(context: Any) -> RapidContext:
+    if context is None:
+        return RapidContext()
+    if isinstance(context, RapidContext):
+        return context
+    if isinstance(context, Mapping):
+        return RapidContext(**context)
+    raise ConfigError(
+        f"context must be a RapidContext or an object with fields among {sorted(RapidContext.model_fields)}, "
+        f"got {type(context).__name__}"
+    )
+
+
+def _missing_percepts(preset: PromptPreset, request: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What this run needs from the captioner, as (what, input field): a caption and/or a tentative answer."""
+    missing = []
+    if preset.uses_captions and not request.get("captions"):
+        missing.append(("a caption", "captions"))
+    if preset.uses_tentative and not request.get("tentative_answer"):
+        missing.append(("a tentative answer", "tentative_answer"))
+    return missing
+
+
+def _may_recaption(s: _Settings) -> bool:
+    return s.captioner is not None and s.preset.uses_captions
+
+
+def _need(model: BaseChatModel | None, role: str) -> BaseChatModel:
+    if model is None:
+        raise ConfigError(f"no {role}: configure one (build_rapid_graph or RapidContext)")
+    return model
 
 
 def _pick(value: Any, default: Any) -> Any:
@@ -221,32 +331,87 @@ def _recaption_pending(state: dict[str, Any]) -> bool:
     return bool(captions) and len(state.get("recaption_requests") or []) >= len(captions)
 
 
-def _validate_request(state: dict[str, Any]) -> None:
-    question = state.get("question")
+def _validate_request(request: Mapping[str, Any], max_chars: int) -> None:
+    """Check the input fields of a request (or of a state, at the point of use); raises `InputError`."""
+    question = request.get("question")
     if not isinstance(question, str) or not question.strip():
         raise InputError("question must be a non-empty string")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise InputError(f"question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
-    options = state.get("options")
-    if options is not None and (
-        not isinstance(options, (list, tuple)) or not all(isinstance(o, str) and o.strip() for o in options)
-    ):
-        raise InputError(f"options must be a list of non-empty strings, got {options!r:.200}")
-    captions = state.get("captions")
-    if captions is not None and (
-        not isinstance(captions, (list, tuple)) or not all(isinstance(c, str) for c in captions)
-    ):
-        raise InputError("captions must be a list of strings")
+    _check_text("question", question, max_chars)
+    if not strip_image_tags(question):
+        raise InputError("question has no text besides <image N> tags")
+    options = request.get("options")
+    if options is not None:
+        if not isinstance(options, (list, tuple)) or not all(isinstance(o, str) and o.strip() for o in options):
+            raise InputError(f"options must be a list of non-empty strings, got {options!r:.200}")
+        if len(options) > MAX_OPTIONS:
+            raise InputError(f"options: {len(options)} given; the limit is {MAX_OPTIONS} (lettered A-Z)")
+        _check_texts("options", options, max_chars)
+    captions = request.get("captions")
+    if captions is not None:
+        if not isinstance(captions, (list, tuple)) or not all(isinstance(c, str) for c in captions):
+            raise InputError("captions must be a list of strings")
+        _check_texts("captions", captions, max_chars)
+    tentative = request.get("tentative_answer")
+    if tentative is not None:
+        if not isinstance(tentative, str):
+            raise InputError(f"tentative_answer must be a string, got {type(tentative).__name__}")
+        _check_text("tentative_answer", tentative, max_chars)
 
 
-def _vision_messages(system: str, state: dict[str, Any], text: str) -> list[BaseMessage]:
+def _check_state(state: Mapping[str, Any], s: _Settings, limits: _Limits) -> None:
+    """Re-check, before a model call, the state fields it reads: derived fields cannot be set from outside."""
+    _validate_request(state, limits.max_text_chars)
+    requests = state.get("recaption_requests") or []
+    if not isinstance(requests, list) or not all(isinstance(r, str) for r in requests):
+        raise InputError("state field recaption_requests must be a list of strings")
+    _check_texts("recaption_requests", requests, limits.max_text_chars)
+    round_ = state.get("round", 0)
+    if isinstance(round_, bool) or not isinstance(round_, int) or not 0 <= round_ <= s.max_recaption_rounds:
+        raise InputError(
+            f"state field round is {round_!r:.50}; this run allows 0 to {s.max_recaption_rounds} re-caption rounds"
+        )
+    if len(requests) != round_:
+        raise InputError(f"state fields disagree: {len(requests)} re-caption requests after {round_} rounds")
+    urls = state.get("image_urls") or []
+    if not isinstance(urls, list) or len(urls) > limits.policy.max_images:
+        raise InputError(f"state field image_urls must be a list of at most {limits.policy.max_images} data: URLs")
+    for i, url in enumerate(urls):
+        check_data_url(url, limits.policy, f"image {i}")
+
+
+def _check_text(where: str, text: str, max_chars: int) -> None:
+    if len(text) > max_chars:
+        raise InputError(f"{where} has {len(text)} characters; the limit is {max_chars}")
+
+
+def _check_texts(where: str, texts: Sequence[str], max_chars: int) -> None:
+    for i, text in enumerate(texts):
+        _check_text(f"{where}[{i}]", text, max_chars)
+
+
+def _vision_messages(system: str, state: Mapping[str, Any], text: str) -> list[BaseMessage]:
+    """System prompt, then the images (data: URLs checked by `_check_state`) and the text."""
     parts: list[str | dict] = [{"type": "image_url", "image_url": {"url": url}} for url in state.get("image_urls") or []]
     parts.append({"type": "text", "text": text})
     return [SystemMessage(system), HumanMessage(parts)]
 
 
-def _text(reply: BaseMessage) -> str:
-    return reply.text
+def _reply_parts(reply: AIMessage) -> tuple[str, str | None]:
+    """(content, thinking): a reasoning parser's separate thinking (vLLM/SGLang `reasoning_content`,
+    or standard `reasoning` content blocks) is kept apart from the reply it grades."""
+    extra = reply.additional_kwargs or {}
+    thinking = next((extra[k] for k in ("reasoning_content", "reasoning") if isinstance(extra.get(k), str)), None)
+    if thinking is None and isinstance(reply.content, list):
+        blocks = [b.get("reasoning") for b in reply.content if isinstance(b, dict) and b.get("type") == "reasoning"]
+        thinking = "".join(b for b in blocks if isinstance(b, str)) or None
+    return reply.text, thinking or None
+
+
+def _unclosed_think(text: str) -> bool:
+    """True when `text` ends inside a `<think>` block (the reasoner stopped while thinking)."""
+    lowered = text.lower()
+    opened = lowered.rfind("<think>")
+    return opened >= 0 and lowered.find("</think>", opened) < 0
 
 
 def _usage(node: str, round_: int, model: BaseChatModel, reply: AIMessage, latency: float) -> NodeUsage:

@@ -7,15 +7,18 @@ run's configuration (and a cache key) can name the exact prompts it used.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from rapid_agent.errors import ConfigError
+from rapid_agent.errors import ConfigError, InputError, describe_validation
 
 RECAPTION_TAG = "recaption"
 _RECAPTION_RE = re.compile(rf"<{RECAPTION_TAG}>(.*?)</{RECAPTION_TAG}>", re.DOTALL | re.IGNORECASE)
 _IMAGE_TAG_RE = re.compile(r"<image(?:\s*\d+)?>\s*", re.IGNORECASE)
+MAX_OPTIONS = 26  # options are lettered A..Z
 
 CAPTION_SYSTEM = (
     "You are given an image and a relevant question. Based on the query, please describe the image "
@@ -56,8 +59,24 @@ BLIND_REASONER_USER = (
 )
 
 
+# the `{...}` fields each template may use (`{{` / `}}` are literal braces)
+PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "caption_system": frozenset(),
+    "caption_user": frozenset({"question"}),
+    "recaption_user": frozenset({"question", "request"}),
+    "tentative_system": frozenset(),
+    "reasoner_system": frozenset(),
+    "reasoner_user": frozenset({"caption", "question", "tentative"}),
+}
+
+
 class PromptPreset(BaseModel):
-    """Every prompt text of one pipeline variant; `{...}` fields are filled by `str.format`."""
+    """Every prompt text of one pipeline variant; `{...}` fields are filled by `str.format`.
+
+    Each template may use only its own placeholders (`PLACEHOLDERS`); anything else (an unknown
+    name, a positional `{}`, attribute or index access) is a `ConfigError` when the preset is made.
+    `uses_captions=False` (the `blind` preset) asks the reasoner without any caption or captioner.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -70,6 +89,28 @@ class PromptPreset(BaseModel):
     reasoner_system: str = ASSISTANT_SYSTEM
     reasoner_user: str
     uses_tentative: bool = False
+    uses_captions: bool = True
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(f"bad prompt preset: {describe_validation(exc, 'preset')}") from None
+
+    @field_validator(*PLACEHOLDERS)
+    @classmethod
+    def _known_placeholders(cls, template: str, info) -> str:
+        allowed = PLACEHOLDERS[info.field_name]
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid format template ({exc}); write literal braces as {{{{ and }}}}") from None
+        if unknown := [name for name in fields if name not in allowed]:
+            raise ValueError(
+                f"unknown placeholder(s) {sorted(set(unknown))}; this template may use only "
+                f"{sorted('{' + name + '}' for name in allowed) or 'none'}"
+            )
+        return template
 
     @property
     def key(self) -> str:
@@ -83,7 +124,7 @@ PRESETS: dict[str, PromptPreset] = {
         PromptPreset(name="paper-train", version=1, reasoner_user=TRAIN_REASONER_USER),
         PromptPreset(name="paper-eval", version=1, reasoner_user=EVAL_REASONER_USER, uses_tentative=True),
         # the reasoner alone, without any caption: the language-prior floor in evals ("blind" mode)
-        PromptPreset(name="blind", version=1, reasoner_user=BLIND_REASONER_USER),
+        PromptPreset(name="blind", version=1, reasoner_user=BLIND_REASONER_USER, uses_captions=False),
     )
 }
 DEFAULT_PRESET = "paper-train"
@@ -105,10 +146,15 @@ def strip_image_tags(text: str) -> str:
 
 
 def format_question(question: str, options: Sequence[str] | None = None) -> str:
-    """The question with its options appended as `Options:\\nA. ...` (the paper's layout)."""
+    """The question with its options appended as `Options:\\nA. ...` (the paper's layout).
+
+    More than `MAX_OPTIONS` options (no letter left) is an `InputError`.
+    """
     question = strip_image_tags(question)
     if not options:
         return question
+    if len(options) > MAX_OPTIONS:
+        raise InputError(f"options: {len(options)} given; the limit is {MAX_OPTIONS} (lettered A-Z)")
     lines = [f"{chr(ord('A') + i)}. {opt}" for i, opt in enumerate(options)]
     return question + "\nOptions:\n" + "\n".join(lines)
 

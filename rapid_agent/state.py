@@ -6,9 +6,10 @@ import operator
 from typing import Annotated
 
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import NotRequired, TypedDict
 
+from rapid_agent.errors import ConfigError, describe_validation
 from rapid_agent.images import ImageInput
 from rapid_agent.prompts import PromptPreset
 
@@ -25,7 +26,11 @@ class NodeUsage(TypedDict):
 
 
 class RapidInput(TypedDict):
-    """What a caller sends. Give `captions` to skip the `caption` node (VPO feeds policy captions so)."""
+    """What a caller sends. Give `captions` to skip the `caption` node (VPO feeds policy captions so).
+
+    A run answers its own input: on a thread (any checkpointer), a field this input leaves out is
+    empty for this run, never the previous run's value.
+    """
 
     images: NotRequired[list[ImageInput]]
     question: str
@@ -41,11 +46,19 @@ class RapidState(RapidInput):
     reasoning: NotRequired[str | None]
     answer: NotRequired[str | None]
     round: NotRequired[int]
+    truncated: NotRequired[bool]
     usage: NotRequired[Annotated[list[NodeUsage], operator.add]]
 
 
 class RapidOutput(TypedDict):
-    """What a run returns (the state minus the raw images)."""
+    """What a run returns (the state minus the raw images).
+
+    `reasoning` is the reasoner's whole output: its thinking (a server's separate `reasoning_content`
+    is kept as `<think>...</think>`) and its reply; `answer` is extracted from the reply only.
+    `truncated` is True when the reasoner stopped inside its thinking (an unclosed `<think>`) or was
+    cut off by its token limit (`finish_reason == "length"`) before a `\\boxed{}` answer; `answer` is
+    then None. Re-caption requests are never truncated.
+    """
 
     question: str
     options: NotRequired[list[str] | None]
@@ -55,6 +68,7 @@ class RapidOutput(TypedDict):
     reasoning: str | None
     answer: str | None
     round: int
+    truncated: bool
     usage: list[NodeUsage]
 
 
@@ -62,7 +76,8 @@ class RapidContext(BaseModel):
     """Per-call overrides (LangGraph runtime context). `None` fields fall back to the build-time setting.
 
     `captioner` / `reasoner` accept a `BaseChatModel` or a spec string (see `rapid_agent.models.spec`).
-    Unknown fields are rejected, so a typo in a served run's `context` fails loudly.
+    Unknown fields and wrong types are a `ConfigError` naming the field, so a typo in a served
+    run's `context` fails loudly.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -70,4 +85,10 @@ class RapidContext(BaseModel):
     captioner: BaseChatModel | str | None = None
     reasoner: BaseChatModel | str | None = None
     prompt_preset: str | PromptPreset | None = None
-    max_recaption_rounds: int | None = Field(None, ge=0)
+    max_recaption_rounds: int | None = Field(None, ge=0, strict=True)
+
+    def __init__(self, **data: object) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(f"bad context: {describe_validation(exc, 'context')}") from None
