@@ -162,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         print(f"error: invalid settings: {problems}", file=sys.stderr)
         return 2
-    except OSError as exc:  # writing reports (disk full, read-only folder); the store and cache raise StorageError
-        print(f"error: cannot write {exc.filename or output_dir}: {exc.strerror or exc}; finished samples are kept, "
-              "continue with --resume once it is fixed", file=sys.stderr)
+    except OSError as exc:  # e.g. writing reports on a full disk (the store and the cache raise StorageError)
+        print(f"error: {exc.filename or output_dir}: {exc.strerror or exc}; finished samples are kept, continue "
+              "with --resume once it is fixed", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished samples are kept in {output_dir}; continue with --resume", file=sys.stderr)

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,15 +114,7 @@ class RunStore:
 
     def records(self) -> list[SampleRecord]:
         """The latest record of each (run, benchmark, sample), in first-seen order; all of this configuration."""
-        records = read_records(self.samples_path)
-        foreign = [r for r in records.values() if r.config_digest != self.digest]
-        if foreign:
-            raise ConfigError(
-                f"refusing to mix results: {str(self.samples_path)!r} holds {len(foreign)} records of another "
-                f"configuration (digest {foreign[0].config_digest}, this one is {self.digest}); "
-                "choose another --output-dir"
-            )
-        return list(records.values())
+        return self._checked(read_records(self.samples_path).values())
 
     def append(self, record: SampleRecord) -> None:
         """Write one record as one line, at once; after a failed write the store refuses further appends."""
@@ -147,56 +140,65 @@ class RunStore:
         self._lock.release()
 
     def _admit(self, config: dict[str, Any], *, resume: bool) -> None:
-        """Check `config` and `resume` against the folder's content, then record the config / repair the tail."""
+        """Check `config` and `resume` against the folder's content, then record the config or cut a torn tail."""
         config_path = self.folder / CONFIG_FILE
-        count = len(read_records(self.samples_path))
-        if count and not config_path.is_file():
-            raise ConfigError(f"{str(self.folder)!r} has {SAMPLES_FILE} but no {CONFIG_FILE}; refusing to mix results")
-        if count:
-            try:
-                old = json.loads(config_path.read_bytes())
-            except ValueError:
-                raise ConfigError(f"{str(config_path)!r} is not valid JSON; refusing to mix results") from None
-            if old != config:
-                raise ConfigError(
-                    f"refusing to mix results: {str(self.folder)!r} holds a run with a different configuration "
-                    f"({_differences(old, config)}); choose another --output-dir (or a fresh folder)"
-                )
-            if not resume:
-                raise ConfigError(
-                    f"{str(self.folder)!r} already holds {count} results of this configuration; pass --resume to "
-                    "continue it (finished samples are kept), or choose another --output-dir"
-                )
-            self.records()  # every stored record must carry this configuration's digest
-            self._repair_tail()
-        else:  # a new folder, or one whose run stopped before any result (e.g. an unreachable endpoint)
+        data = self.samples_path.read_bytes() if self.samples_path.is_file() else b""
+        parsed, intact = _parse(data, self.samples_path)
+        records = {r.key: r for r in parsed}
+        if not records:  # a new folder, or one whose run stopped before any result (e.g. an unreachable endpoint)
             self._write_config(config_path, config)
+            return
+        if not config_path.is_file():
+            raise ConfigError(f"{str(self.folder)!r} has {SAMPLES_FILE} but no {CONFIG_FILE}; refusing to mix results")
+        try:
+            old = json.loads(config_path.read_bytes())
+        except ValueError:
+            raise ConfigError(f"{str(config_path)!r} is not valid JSON; refusing to mix results") from None
+        if old != config:
+            raise ConfigError(
+                f"refusing to mix results: {str(self.folder)!r} holds a run with a different configuration "
+                f"({_differences(old, config)}); choose another --output-dir (or a fresh folder)"
+            )
+        if not resume:
+            raise ConfigError(
+                f"{str(self.folder)!r} already holds {len(records)} results of this configuration; pass --resume "
+                "to continue it (finished samples are kept), or choose another --output-dir"
+            )
+        self._checked(records.values())
+        if intact < len(data):  # cut the torn last line so appends start on a fresh line
+            self._truncate(intact)
+
+    def _checked(self, records: Iterable[SampleRecord]) -> list[SampleRecord]:
+        """`records`, when every one carries this configuration's digest."""
+        records = list(records)
+        foreign = [r for r in records if r.config_digest != self.digest]
+        if foreign:
+            raise ConfigError(
+                f"refusing to mix results: {str(self.samples_path)!r} holds {len(foreign)} records of another "
+                f"configuration (digest {foreign[0].config_digest}, this one is {self.digest}); "
+                "choose another --output-dir"
+            )
+        return records
 
     def _write_config(self, path: Path, config: dict[str, Any]) -> None:
         partial = path.with_name(f".{path.name}.partial")
         try:
             partial.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
             os.replace(partial, path)
-            if self.samples_path.is_file():  # nothing but a torn line: start afresh
-                os.truncate(self.samples_path, 0)
         except OSError as exc:
             raise StorageError(
                 f"cannot write the run configuration: {describe_os_error(exc, path)}; {_fix(exc)}"
             ) from None
+        if self.samples_path.is_file():  # nothing but a torn line: start afresh
+            self._truncate(0)
 
-    def _repair_tail(self) -> None:
-        """Cut a torn last line (a process stopped mid-write) so appends start on a fresh line."""
-        if not self.samples_path.is_file():
-            return
-        data = self.samples_path.read_bytes()
-        _, end = _parse(data, self.samples_path)
-        if end < len(data):
-            try:
-                os.truncate(self.samples_path, end)
-            except OSError as exc:
-                raise StorageError(
-                    f"cannot drop the torn last line: {describe_os_error(exc, self.samples_path)}; {_fix(exc)}"
-                ) from None
+    def _truncate(self, size: int) -> None:
+        try:
+            os.truncate(self.samples_path, size)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot drop the torn last line: {describe_os_error(exc, self.samples_path)}; {_fix(exc)}"
+            ) from None
 
 
 def read_records(path: Path) -> dict[tuple[str, str, str], SampleRecord]:
@@ -208,6 +210,20 @@ def read_records(path: Path) -> dict[tuple[str, str, str], SampleRecord]:
         return {}
     records, _ = _parse(path.read_bytes(), path)
     return {record.key: record for record in records}
+
+
+def check_one_configuration(records: Iterable[SampleRecord]) -> None:
+    """Raise `InputError` when the records of one run (report row) come from different configurations."""
+    digests: dict[str, set[str | None]] = {}
+    for record in records:
+        digests.setdefault(record.run, set()).add(record.config_digest)
+    mixed = {run: found for run, found in digests.items() if len(found) > 1}
+    if mixed:
+        run, found = next(iter(mixed.items()))
+        raise InputError(
+            f"refusing to report {run!r}: its records come from {len(found)} configurations "
+            f"(digests {sorted(map(str, found))}); report each configuration's folder on its own"
+        )
 
 
 def _parse(data: bytes, path: Path) -> tuple[list[SampleRecord], int]:

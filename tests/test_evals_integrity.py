@@ -24,6 +24,8 @@ from pydantic import ConfigDict, Field
 
 from evals.config import EvalConfig
 from evals.lock import LOCK_FILE, FolderBusyError
+from evals.merge import merge
+from evals.report import summarize
 from evals.run import main
 from evals.store import SAMPLES_FILE, RunStore, SampleRecord, config_digest, read_records
 from rapid_agent.errors import ConfigError, InputError
@@ -211,6 +213,21 @@ def test_every_record_carries_the_configuration_digest_and_a_folder_never_mixes_
         RunStore.open(tmp_path / "run", EvalConfig(limit=3).identity(), resume=True)
 
 
+def test_a_report_never_mixes_configurations_in_one_row(tmp_path):
+    mixed = [record("1", config_digest="aaaaaaaaaa"), record("2", config_digest="bbbbbbbbbb")]
+    with pytest.raises(InputError, match=r"refusing to report 'r \[decoupled\]': its records come from 2 config"):
+        summarize(mixed)
+    for folder, digest in (("a", "aaaaaaaaaa"), ("b", "bbbbbbbbbb")):  # merged folders: one row per configuration
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / SAMPLES_FILE).write_text(record("1", config_digest=digest).model_dump_json() + "\n")
+    assert {r.run for r in merge([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")} == {
+        "r [decoupled] (a)", "r [decoupled] (b)"
+    }
+    (tmp_path / "a" / SAMPLES_FILE).write_text("".join(r.model_dump_json() + "\n" for r in mixed))
+    with pytest.raises(InputError, match="come from 2 configurations"):
+        merge([tmp_path / "a"], tmp_path / "merged-mixed")
+
+
 # --------------------------------------------------------------------------- torn tails
 
 
@@ -284,6 +301,28 @@ def test_disk_full_mid_run_is_one_line_and_resume_gives_the_uninterrupted_summar
     assert main(cli(servers, folder, "--resume")) == 0
     assert "new results: 2" in capsys.readouterr().out
     assert summary(folder) == summary(straight) and len(stored_lines(folder)) == LIMIT
+
+
+def test_disk_full_while_writing_reports_is_one_line_and_resume_writes_them(
+    servers, straight, tmp_path, monkeypatch, capsys
+):
+    real_write_text = Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.name == "summary.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_write_text(self, *args, **kwargs)
+
+    folder = tmp_path / "run"
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    assert main(cli(servers, folder)) == 2
+    line = error_line(capsys.readouterr().err)
+    assert "summary.json: No space left on device" in line and "continue with --resume" in line
+    monkeypatch.undo()
+    assert len(stored_lines(folder)) == LIMIT and not (folder / "summary.json").exists()
+    assert main(cli(servers, folder, "--resume")) == 0
+    assert "new results: 0" in capsys.readouterr().out
+    assert summary(folder) == summary(straight)
 
 
 def test_a_read_only_folder_is_one_line_and_resume_gives_the_uninterrupted_summary(
