@@ -179,11 +179,11 @@ def _encoded(src: ImageInput, where: str, policy: ImagePolicy) -> bytes | Image.
     if text.startswith(("http://", "https://")):
         return _fetch_url(text, where, policy)
     compact = "".join(text.split())
-    if _is_base64_image(compact, policy):
+    if not _is_base64(compact):
+        return _read_path(text, where, policy)
+    if _has_image_signature(compact, policy):
         return _b64decode(compact, where, policy.max_bytes)
-    hint = ""
-    if len(compact) % 4 == 0 and _BASE64.fullmatch(compact):
-        hint = f"; nor is it base64 of an image in an accepted format ({', '.join(policy.formats)})"
+    hint = f"; nor is it base64 of an image in an accepted format ({', '.join(policy.formats)})"
     return _read_path(text, where, policy, hint=hint)
 
 
@@ -196,11 +196,13 @@ def _data_url_bytes(url: str, where: str, policy: ImagePolicy) -> bytes:
     return _b64decode("".join(payload.split()), where, policy.max_bytes)
 
 
-def _is_base64_image(compact: str, policy: ImagePolicy) -> bool:
-    """Valid base64 whose first bytes are the signature of an accepted format (PIL's own format test)."""
-    if len(compact) % 4 or not _BASE64.fullmatch(compact):
-        return False
-    head = base64.b64decode(compact[:24])[:16]  # PIL identifies a format from the first 16 bytes
+def _is_base64(compact: str) -> bool:
+    return len(compact) % 4 == 0 and _BASE64.fullmatch(compact) is not None
+
+
+def _has_image_signature(base64_text: str, policy: ImagePolicy) -> bool:
+    """Whether the decoded first bytes are an accepted format's signature (PIL's own format test)."""
+    head = base64.b64decode(base64_text[:24])[:16]  # PIL identifies a format from the first 16 bytes
     Image.init()
     for name in policy.formats:
         accept = Image.OPEN.get(name.upper(), (None, None))[1]
