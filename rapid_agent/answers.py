@@ -176,7 +176,7 @@ _MARKER = re.compile(
     r"(?:\b(?:(?:final|correct|right|best)\s+)?answer(?:\s+(?:to|for)\s+(?:this|the)\s+(?:question|problem))?"
     r"|\b(?:correct|right|best|final|most\s+appropriate)\s+(?:option|choice)"
     r"|答案)"
-    r"[ \t]*(?:(?:is|should\s+be|would\s+be|will\s+be)\b|[:：=是为])[ \t]*[:：]?[ \t]*(?P<ans>[^\n]*)",
+    r"[ \t]*(?:(?:is|should\s+be|would\s+be|will\s+be)\b|[:：=是为])[ \t]*[:：]?[ \t]*(?=(?P<ans>[^\n]*))",
     re.IGNORECASE,
 )
 _BARE_MARKER = re.compile(r"(?im)^[ \t*#]*(?:final\s+)?answer\b[ \t]*(?P<ans>[^:：\s][^\n]*)$")
@@ -187,8 +187,14 @@ _CONCLUSION = re.compile(
     re.IGNORECASE,
 )
 _LEAD_IN = re.compile(rf"^(?P<subject>[^\n]{{0,200}}?)\s+{_VERB}\s*:$", re.IGNORECASE)
+_CLAUSE = re.compile(r",\s+(?:which|so|since|because|as|meaning)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+(?=\S)")
 _NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|cannot|can't|isn't|aren't)\b", re.IGNORECASE)
+_SIGN_OFF = re.compile(
+    r"(?:I\s+hope\b|hope\s+this\s+helps|let\s+me\s+know\b|please\s+let\s+me\s+know|feel\s+free\b|is\s+there\s+anything\b"
+    r"|do\s+you\s+have\s+(?:any\s+)?other\s+questions)",
+    re.IGNORECASE,
+)
 _LONE_LETTER = re.compile(r"^\W*\(?(?P<l>[A-Z])\)?[.:)]?\W*$")
 
 
@@ -199,6 +205,8 @@ def _unwrap(ans: str) -> str:
     if boxes is not None:
         return ", ".join(b.strip() for b in boxes)
     ans = ans.rstrip(" .。")
+    if ans.replace("\\$", "").count("$") % 2:  # a lone "$": currency ("$1.45") or MMMU's "Answer: $LETTER"
+        ans = re.sub(r"(?<!\\)\$(?=\d|\.\d|\(?[A-Z]\)?(?:\W|$))", "", ans, count=1)
     for pattern in (r"\$\$(.+)\$\$", r"\$(.+)\$", r"\\\((.+)\\\)", r"\\\[(.+)\\\]", r"`(.+)`", r'"(.+)"'):
         if (inner := re.fullmatch(pattern, ans, re.DOTALL)) and "$" not in inner.group(1).replace("\\$", ""):
             ans = inner.group(1).strip().rstrip(".")
@@ -268,10 +276,13 @@ def _concluded(sentence: str, options: Sequence[str] | None) -> str | None:
     """X from a concluding "(So,) the value of bar C is X." when X is an answer value and the
     sentence negates nothing."""
     match = _CONCLUSION.match(sentence.strip().replace("**", ""))
-    if not match or _NEGATION.search(match["subject"]):
+    if not match or _NEGATION.search(match["subject"]) or _NEGATION.search(match["ans"]):
         return None
-    ans = _unwrap(match["ans"])
-    return ans if not _NEGATION.search(ans) and _is_answer(ans, options) else None
+    for candidate in (match["ans"], _CLAUSE.split(match["ans"], maxsplit=1)[0]):  # "is 0.6, which means ..."
+        ans = _unwrap(candidate)
+        if _is_answer(ans, options):
+            return ans
+    return None
 
 
 def _marked(content: str, options: Sequence[str] | None) -> str | None:
@@ -317,18 +328,20 @@ def extract_answer(text: str | None, options: Sequence[str] | None = None) -> st
             value = short[-1]["ans"]
         if ans := _marked(value, options):
             return ans
-    if _BOXED.search(body):
-        boxes = _boxes(body)
+    flat = _WRAPPERS.sub(r"\1", body.replace("**", ""))
+    marker_at, marked = _last_marker(flat, options)
+    box_at = max((m.start() for m in _BOXED.finditer(flat)), default=-1)
+    if box_at > marker_at:
+        boxes = _boxes(flat)
         if boxes is None or not all(b.strip() for b in boxes):
             return None  # an unclosed or empty last box: truncated output
         return ", ".join(b.strip() for b in boxes)
-    flat = body.replace("**", "")
-    for pattern in (_MARKER, _BARE_MARKER):
-        for match in reversed(list(pattern.finditer(flat))):
-            content = match["ans"].strip() or _next_line(flat, match.end())
-            if ans := _marked(content, options):
-                return ans
+    if marked is not None:
+        return marked
     lines = [line.strip() for line in flat.splitlines() if line.strip()]
+    while lines and _SIGN_OFF.match(lines[-1]):  # "I hope this helps! Let me know ..."
+        lines.pop()
+    flat = "\n".join(lines)
     if ans := _concluded(_last_sentence(flat), options):
         return ans
     if len(lines) > 1 and (lead := _LEAD_IN.match(_last_sentence(lines[-2]))) and not _NEGATION.search(lead["subject"]):
@@ -340,6 +353,20 @@ def extract_answer(text: str | None, options: Sequence[str] | None = None) -> st
         return lone["l"]
     whole = _unwrap(flat)
     return whole if len(lines) == 1 and len(whole) <= 100 and _is_answer(whole, options) else None
+
+
+def _last_marker(text: str, options: Sequence[str] | None) -> tuple[int, str | None]:
+    """(position, answer) of the last "Answer: X"-style marker whose X is an answer value; (-1, None)."""
+    found = (-1, None)
+    for pattern in (_MARKER, _BARE_MARKER):
+        for match in reversed(list(pattern.finditer(text))):
+            if match.start() <= found[0]:
+                break
+            content = match["ans"].strip() or _next_line(text, match.end())
+            if ans := _marked(content, options):
+                found = (match.start(), ans)
+                break
+    return found
 
 
 def _next_line(text: str, pos: int) -> str:
@@ -474,7 +501,7 @@ def _close(a: float, b: float, cfg: _Config, integer: bool) -> bool:
         return math.isclose(round(a, cfg.precision), round(b, cfg.precision), rel_tol=0, abs_tol=1e-12)
     if cfg.tolerance is not None:
         return abs(a - b) <= cfg.tolerance + 1e-12
-    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=0.0 if b else 1e-12)  # no absolute floor: 1e-19 != 3e-19
 
 
 def _numeric_equal(
