@@ -3,7 +3,8 @@
 `filelock` holds an OS-level lock (`flock`) on `.lock` inside the folder: the operating system
 releases it when its process exits, however it exits (SIGKILL included), so a lock left by a killed
 run is simply taken over. The holder writes its pid, host and start time into the lock file (once
-it holds the lock), so a refused run can say who holds the folder.
+it holds the lock, through filelock's `on_acquired` hook, which also rules out filelock's soft-lock
+fallback: a file system without `flock` is refused), so a refused run can say who holds the folder.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class FolderLock:
             ) from None
         except OSError as exc:
             raise StorageError(
-                f"cannot lock the output folder: {describe_os_error(exc, self.path)}; choose a writable --output-dir"
+                f"cannot lock the output folder: {describe_os_error(exc, self.path)}; choose an --output-dir on a "
+                "writable local file system"
             ) from None
 
     def release(self) -> None:
