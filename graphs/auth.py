@@ -7,6 +7,9 @@
   creating assistants, crons or store items is refused. Threads are owned by the key that made them.
 * Every new run's input and context pass `graphs.guard.check_run_request` before the run is queued;
   a refusal is HTTP 422 whose detail names the error type, the field and the limit.
+* Nothing else writes graph state: a run's `command`, a run from a `checkpoint`/`checkpoint_id` (422),
+  and thread state updates (`POST /threads/{id}/state`, `supersteps`; 403) are refused. The graph
+  re-checks what it sends to a model anyway (see `rapid_agent.graph`).
 """
 
 from __future__ import annotations
@@ -59,11 +62,31 @@ async def own_threads(ctx: Auth.types.AuthContext, value: dict) -> dict[str, str
     return _owned(ctx, value)
 
 
+@auth.on.threads.update
+async def update_thread(ctx: Auth.types.AuthContext, value: dict) -> dict[str, str]:
+    """Metadata updates and run cancellation pass; writing graph state (`POST /threads/{id}/state`,
+    with or without `as_node`, or `supersteps` when creating a thread) is refused."""
+    if "metadata" not in value and "action" not in value:
+        raise Auth.exceptions.HTTPException(
+            403, detail="thread state updates are not accepted here: the graph's state is written only by its runs"
+        )
+    return _owned(ctx, value)
+
+
 @auth.on.threads.create_run
 async def check_run(ctx: Auth.types.AuthContext, value: Auth.types.RunsCreate) -> dict[str, str]:
     kwargs = value.get("kwargs") or {}
     if kwargs.get("webhook"):
         raise Auth.exceptions.HTTPException(422, detail="webhooks are not accepted here: poll or stream the run instead")
+    if kwargs.get("command") is not None:
+        raise Auth.exceptions.HTTPException(
+            422, detail="commands (update, goto, resume) are not accepted here: start a new run with an input"
+        )
+    configurable = (kwargs.get("config") or {}).get("configurable") or {}
+    if resumed := sorted(key for key in configurable if key.startswith("checkpoint")):
+        raise Auth.exceptions.HTTPException(
+            422, detail=f"runs from a checkpoint ({', '.join(resumed)}) are not accepted here: start a new run with an input"
+        )
     try:
         # Image checks decode (and may resolve a URL's host): keep them off the event loop.
         # a tool run (graphs/tools.py) is checked as the RAPID run it makes

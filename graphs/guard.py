@@ -15,12 +15,11 @@ from graphs.settings import ENV_NAMES, ServeSettings
 from rapid_agent.errors import ConfigError, InputError
 from rapid_agent.images import check_images
 from rapid_agent.models.spec import ModelResolver, Role
-from rapid_agent.prompts import PRESETS
+from rapid_agent.prompts import MAX_OPTIONS, PRESETS, strip_image_tags
 from rapid_agent.state import RapidContext, RapidInput
 
 INPUT_FIELDS = frozenset(RapidInput.__annotations__)
 CONTEXT_FIELDS = frozenset(RapidContext.model_fields)
-MAX_OPTIONS = 26  # options are lettered A..Z
 
 
 def check_run_request(input_: Any, context: Any, settings: ServeSettings) -> None:
@@ -38,6 +37,8 @@ def check_input(input_: Any, settings: ServeSettings) -> None:
     if not isinstance(question, str) or not question.strip():
         raise InputError("input.question is required and must be a non-empty string")
     _check_text("input.question", question, settings)
+    if not strip_image_tags(question):
+        raise InputError("input.question has no text besides <image N> tags")
     options = input_.get("options")
     if options is not None:
         _check_texts("input.options", options, settings, non_empty=True)
@@ -67,7 +68,7 @@ def check_context(context: Any, settings: ServeSettings) -> None:
         if context.get(role) is not None:
             check_spec(context[role], f"context.{role}", settings)
     preset = context.get("prompt_preset")
-    if preset is not None and preset not in PRESETS:
+    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
         raise ConfigError(f"context.prompt_preset must be one of {sorted(PRESETS)}, got {preset!r:.100}")
     rounds = context.get("max_recaption_rounds")
     if rounds is not None and (

@@ -39,6 +39,7 @@ def graph_from_env(
         image_policy=settings.image_policy(),
         resolver=resolver or AllowlistResolver(settings),
         call_timeout_s=settings.call_timeout_s,
+        max_text_chars=settings.max_text_chars,
         name=name,
     )
 

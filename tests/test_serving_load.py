@@ -20,8 +20,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
 def test_short_load_and_fault_run(tmp_path):
     out = tmp_path / "load.json"
     command = [sys.executable, str(SCRIPT), "--runs", "40", "--clients", "8", "--latency-s", "0.05",
-               "--failure-rate", "0.3", "--call-timeout-s", "1", "--json", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+               "--failure-rate", "0.3", "--call-timeout-s", "10", "--json", str(out)]
+    # the call time-out detects the injected hangs; 10 s (200x the latency) also bounds a slow answer on a loaded CPU
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     r = json.loads(out.read_text())
 

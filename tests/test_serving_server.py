@@ -10,9 +10,12 @@ import asyncio
 import base64
 import io
 import os
+import re
 import socket
 import struct
+import threading
 import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -25,6 +28,7 @@ from PIL import Image
 
 from rapid_agent import as_tool
 from rapid_agent.errors import BackendError, ConfigError, ImageInputError, InputError
+from rapid_agent.images import from_data_url
 from rapid_agent.serving_client import RapidClient, ServiceError
 from rapid_agent.testing import ScriptedChatModel, ToolCallingScriptedModel, fact_reasoner
 from rapid_agent.testing.langgraph_server import LangGraphDevServer
@@ -82,9 +86,26 @@ def png_header_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
 
 
+def colour_captioner() -> ScriptedChatModel:
+    """Names the colour of the image it is shown, so a reused caption shows up as a wrong colour."""
+
+    def respond(messages: list[BaseMessage]) -> str:
+        urls = [p["image_url"]["url"] for p in messages[-1].content if isinstance(p, dict) and p.get("type") == "image_url"]
+        return f"A {COLOURS[from_data_url(urls[0]).getpixel((4, 4))]} square." if urls else "No image."
+
+    return ScriptedChatModel(respond=respond)
+
+
+COLOURS = {(255, 0, 0): "red", (0, 0, 255): "blue", (0, 128, 0): "green"}
+
+
 @pytest.fixture(scope="module")
 def models():
     servers = {
+        "colours": ScriptedOpenAIServer(colour_captioner(), model_name="colours"),
+        "colour-reasoner": ScriptedOpenAIServer(
+            fact_reasoner({f"{c} square": c for c in COLOURS.values()}), model_name="colour-reasoner"
+        ),
         "captioner": ScriptedOpenAIServer(captioner_model(), model_name="captioner"),
         "reasoner": ScriptedOpenAIServer(fact_reasoner({"three red circles": "3"}), model_name="reasoner"),
         "careful": ScriptedOpenAIServer(careful_reasoner(), model_name="careful"),
@@ -112,12 +133,12 @@ def serve_env(models, image_root: Path, **extra: str) -> dict[str, str]:
         "RAPID_API_KEYS": f"{KEY},{OTHER_KEY}",
         "RAPID_CAPTIONER": models["captioner"].spec,
         "RAPID_REASONER": models["reasoner"].spec,
-        "RAPID_ALLOWED_SPECS": f"{models['careful'].spec},{models['broken'].spec}",
+        "RAPID_ALLOWED_SPECS": ",".join(models[name].spec for name in ("careful", "broken", "colours", "colour-reasoner")),
         "RAPID_IMAGE_ROOT": str(image_root),
         "RAPID_ALLOW_IMAGE_URLS": "1",
         "RAPID_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
         "RAPID_MAX_TEXT_CHARS": "2000",
-        "RAPID_CALL_TIMEOUT_S": "5",
+        "RAPID_CALL_TIMEOUT_S": "300",  # a hang guard: no test relies on a model answering fast on a loaded CPU
     } | extra
 
 
@@ -129,7 +150,7 @@ def server(models, image_root):
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=60) as client:
+    with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=300) as client:
         yield client
 
 
@@ -148,7 +169,7 @@ def test_served_run_with_context_override_then_stopped_by_pid(models, image_root
         client = get_client(url=url, api_key=KEY)
         question = {"images": [IMAGE], "question": "How many circles?"}
         override = client.runs.wait(None, "rapid", input=question, context={"reasoner": models["careful"].spec})
-        return await asyncio.wait_for(asyncio.gather(override, client.runs.wait(None, "rapid", input=question)), 60)
+        return await asyncio.wait_for(asyncio.gather(override, client.runs.wait(None, "rapid", input=question)), 600)
 
     dev = LangGraphDevServer(CONFIG, env=env).start()
     try:
@@ -263,6 +284,14 @@ def _bad_requests(models, image_root: Path) -> list[tuple[str, dict | bytes, str
         ("unknown-preset", run(context={"prompt_preset": "jailbreak"}), "context.prompt_preset must be one of"),
         ("spec-via-configurable", run(config={"configurable": {"reasoner": "openai:gpt-x"}}), "model spec 'openai:gpt-x' is not allowed"),
         ("webhook", run(webhook="https://93.184.216.34/hook"), "webhooks are not accepted"),
+        ("preset-object", run(context={"prompt_preset": {"name": "x"}}), "context.prompt_preset must be one of"),
+        ("preset-list", run(context={"prompt_preset": ["blind"]}), "context.prompt_preset must be one of"),
+        ("rounds-bool", run(context={"max_recaption_rounds": True}), "context.max_recaption_rounds must be an integer"),
+        ("nul-in-path", run(good | {"images": ["circles\x00.png"]}), "ImageInputError: image 0"),
+        ("only-image-tags", run(good | {"question": "<image 1>"}), "input.question has no text besides <image N> tags"),
+        ("27-options", run(good | {"options": [f"o{i}" for i in range(27)]}), "27 options; the limit is 26"),
+        ("command", run(command={"update": {"image_urls": ["http://127.0.0.1:9/x.png"]}, "goto": "caption"}),
+         "commands (update, goto, resume) are not accepted"),
     ]
 
 
@@ -285,10 +314,10 @@ def test_bad_requests_do_not_disturb_concurrent_good_runs(server, models, image_
     async def storm() -> tuple[list[dict], list[int]]:
         client = get_client(url=server.url, api_key=KEY)
         good = [client.runs.wait(None, "rapid", input={"images": [IMAGE], "question": f"How many? {i}"}) for i in range(6)]
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as raw:
+        async with httpx.AsyncClient(base_url=server.url, timeout=300) as raw:
             refused = [raw.post("/runs/wait", json=body, headers={"x-api-key": KEY}) for body in bad]
             refused += [raw.post("/runs/wait", json=bad[0], headers={"x-api-key": "wrong"}) for _ in range(5)]
-            results = await asyncio.wait_for(asyncio.gather(*good, *refused), 120)
+            results = await asyncio.wait_for(asyncio.gather(*good, *refused), 600)
         return results[: len(good)], [r.status_code for r in results[len(good):]]
 
     answers, statuses = asyncio.run(storm())
@@ -350,3 +379,92 @@ def test_langchain_agent_uses_the_served_graph_as_a_tool(server, image_root):
         assert tool_message.content.startswith("Answer: 3"), tool_message.content
         assert "Three red circles on white." in tool_message.content
         assert result["messages"][-1].content == "There are 3 circles."
+
+
+def colour_png(colour: str) -> str:
+    return data_url(png(Image.new("RGB", (32, 32), colour)))
+
+
+def test_runs_on_one_thread_answer_their_own_input(server, http, models):
+    """Red then blue on one thread answers blue; explicit captions, then a run without, captions again."""
+    thread = http.post("/threads", json={}).json()["thread_id"]
+    context = {"captioner": models["colours"].spec, "reasoner": models["colour-reasoner"].spec}
+
+    def ask(**input_: object) -> dict:
+        response = http.post(f"/threads/{thread}/runs/wait",
+                             json={"assistant_id": "rapid", "input": {"question": "Which colour?", **input_}, "context": context})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    assert ask(images=[colour_png("red")])["answer"] == "red"
+    blue = ask(images=[colour_png("blue")])
+    assert blue["answer"] == "blue" and blue["captions"] == ["A blue square."]
+    assert [u["node"] for u in blue["usage"]] == ["caption", "reason"]
+    assert ask(images=[colour_png("red")], captions=["A green square."])["answer"] == "green"
+    again = ask(images=[colour_png("red")])
+    assert again["answer"] == "red" and again["captions"] == ["A red square."] and again["tentative_answer"] is None
+
+
+@pytest.fixture
+def canary():
+    """A loopback HTTP server that must receive nothing."""
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    canary_server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=canary_server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{canary_server.server_port}/secret.png", hits
+    canary_server.shutdown()
+
+
+def test_nothing_but_a_checked_run_writes_graph_state(server, http, models, canary):
+    """Run commands, runs from a checkpoint and thread state updates (with and without as_node, and
+    supersteps at thread creation) are refused; the canary and the models receive nothing."""
+    url, hits = canary
+    thread = http.post("/threads", json={}).json()["thread_id"]
+    good = {"assistant_id": "rapid", "input": {"images": [IMAGE], "question": "How many?"}}
+    assert http.post(f"/threads/{thread}/runs/wait", json=good).json()["answer"] == "3"
+    checkpoint_id = http.get(f"/threads/{thread}/state").json()["checkpoint"]["checkpoint_id"]
+    calls_before = {name: s.requests for name, s in models.items()}
+    hostile = {"image_urls": [url], "captions": ["x" * 200_000], "round": -12, "recaption_requests": ["more"] * 13}
+    runs = {
+        "command-goto": good | {"command": {"update": hostile, "goto": "caption"}},
+        "command-only": {"assistant_id": "rapid", "command": {"update": hostile, "goto": "reason"}},
+        "command-resume": {"assistant_id": "rapid", "command": {"resume": "x"}},
+        "checkpoint-id": good | {"checkpoint_id": checkpoint_id},
+        "checkpoint": good | {"checkpoint": {"checkpoint_id": checkpoint_id}},
+        "resume-without-input": {"assistant_id": "rapid", "input": None},
+    }
+    for name, body in runs.items():
+        response = http.post(f"/threads/{thread}/runs/wait", json=body)
+        assert response.status_code == 422, (name, response.status_code, response.text)
+    for name, body in {"as-node": {"values": hostile, "as_node": "prepare"}, "plain": {"values": hostile},
+                       "as-caption": {"values": hostile, "as_node": "caption"}}.items():
+        response = http.post(f"/threads/{thread}/state", json=body)
+        assert response.status_code == 403 and "thread state updates are not accepted" in response.text, (name, response.text)
+    created = http.post("/threads", json={"supersteps": [{"updates": [{"values": hostile, "as_node": "prepare"}]}]})
+    assert "thread state updates are not accepted" in created.text, created.text
+    for name in {thread, *re.findall(r"Thread (\S+) was created", created.text)}:
+        assert url not in http.get(f"/threads/{name}/state").text
+    assert {name: s.requests for name, s in models.items()} == calls_before
+    assert hits == []
+    # the thread still works, and answers its own input
+    assert http.post(f"/threads/{thread}/runs/wait", json=good).json()["answer"] == "3"
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/info", "/docs", "/openapi.json"])
+def test_meta_routes_are_disabled(server, path):
+    """`disable_meta`: gone for everyone (without a key the auth layer may answer 401 first)."""
+    anonymous = httpx.get(server.url + path, timeout=60)
+    assert anonymous.status_code in (401, 404), (path, anonymous.status_code, anonymous.text[:200])
+    with_key = httpx.get(server.url + path, headers={"x-api-key": KEY}, timeout=60)
+    assert with_key.status_code == 404, (path, with_key.status_code, with_key.text[:200])
+    assert httpx.get(server.url + "/ok", timeout=60).json() == {"ok": True}  # the health check stays
