@@ -95,7 +95,9 @@ class RunStore:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot create the output folder: {describe_os_error(exc, folder)}") from None
+            raise StorageError(
+                f"cannot create the output folder: {describe_os_error(exc, folder)}; {_fix(exc)}"
+            ) from None
         lock = FolderLock(folder)
         lock.acquire()
         store = cls(folder, config, lock)
