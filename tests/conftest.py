@@ -11,6 +11,8 @@ from PIL import Image, ImageDraw
 from rapid_agent.testing import ensure_tiny_models
 from rapid_agent.testing.local_servers import LocalOpenAIServer
 
+pytest_plugins = ["rapid_agent.testing.vllm_pytest"]  # the `vllm` marker and the session's real vLLM server
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

