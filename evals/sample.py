@@ -7,7 +7,7 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rapid_agent.answers import AnswerType
+from rapid_agent.answers import AnswerType, IntegerMatch
 
 ImageSource = bytes | str | Image.Image
 """Encoded image bytes, a local file path, or a decoded image (what `rapid_agent.load_images` accepts)."""
@@ -36,7 +36,8 @@ class Sample(BaseModel):
     alt_answers: tuple[str, ...] = ()
     answer_type: AnswerType = "auto"
     precision: int | None = None
-    tolerance: float = 1e-6
+    tolerance: float | None = None
+    integer_match: IntegerMatch = "exact"
     unit: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -59,5 +60,6 @@ class Sample(BaseModel):
             "answer_type": self.answer_type,
             "precision": self.precision,
             "tolerance": self.tolerance,
+            "integer_match": self.integer_match,
             "unit": self.unit,
         }

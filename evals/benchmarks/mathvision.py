@@ -19,6 +19,7 @@ def to_sample(row: Row) -> Sample:
         options=tuple(options) or None,
         answer=row.text("answer"),
         answer_type="multiple_choice" if options else "auto",
+        precision=None if options else 2,  # the official is_equal: numeric equality to 2 decimals
         metadata={"subject": row.get("subject"), "level": row.get("level")},
     )
 

@@ -27,6 +27,7 @@ def to_sample(row: Row) -> Sample:
         answer=row.text("answer"),
         answer_type="multiple_choice" if multi_choice else row.choice("answer_type", ANSWER_TYPES),
         precision=int(precision) if isinstance(precision, (int, float)) and precision == precision else None,
+        integer_match="truncate",  # the official scorer compares str(int(float(prediction)))
         unit=(row.get("unit") or None),
         metadata={"task": meta.get("task"), "category": meta.get("category")},
     )
