@@ -148,3 +148,23 @@ def test_cli_refuses_bad_settings_with_a_clear_message(tmp_path):
     )
     assert done.returncode == 1
     assert f"RAPID_IMAGE_ROOT: Value error, '{missing}' is not a folder" in done.stderr
+
+
+def test_stdout_carries_the_protocol_alone():
+    """What a library prints (Python or native code) goes to stderr, not into the protocol stream."""
+    script = (
+        "import os, anyio\n"
+        "from rapid_agent.mcp.__main__ import protocol_stdout\n"
+        "out = protocol_stdout()\n"
+        "print('stray print')\n"
+        "os.write(1, b'stray native write\\n')\n"
+        "async def send():\n"
+        "    await out.write('{\"jsonrpc\": \"2.0\"}\\n')\n"
+        "    await out.flush()\n"
+        "anyio.run(send)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=server_env(), capture_output=True, text=True,
+                          timeout=CALL_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == '{"jsonrpc": "2.0"}\n'
+    assert "stray print" in done.stderr and "stray native write" in done.stderr

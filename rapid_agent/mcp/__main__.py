@@ -7,7 +7,7 @@ Serves `look_and_reason` and `describe_image` from an in-process RAPID graph, co
 the served graph is: each flag sets the `RAPID_*` variable of the same meaning (`graphs/settings.py`;
 flags win over the environment), and every call passes the served request guard (image policy, text
 limits, model allowlist). Local images are read only under `--allowed-root` (unset: no local paths).
-Logs go to stderr; stdout carries the protocol.
+Logs go to stderr; stdout carries the protocol and nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from functools import partial
+from io import TextIOWrapper
 from pathlib import Path
 
 import anyio
@@ -84,17 +85,28 @@ def build_stdio_server(env: Mapping[str, str]) -> Server:
     return build_server(graph_runner(tool_graphs), check=partial(check_tool_call, settings=settings))
 
 
-async def serve_stdio(server: Server) -> None:
-    async with stdio_server() as (read, write):
+def protocol_stdout() -> anyio.AsyncFile[str]:
+    """This process's stdout, kept for the protocol alone: anything else written to it (a library's
+    print, a native warning) goes to stderr from now on."""
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return anyio.wrap_file(TextIOWrapper(protocol, encoding="utf-8"))
+
+
+async def serve_stdio(server: Server, stdout: anyio.AsyncFile[str] | None = None) -> None:
+    async with stdio_server(stdout=stdout) as (read, write):
         await server.run(read, write, server.create_initialization_options())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    stdout = protocol_stdout()
     try:
-        server = build_stdio_server(settings_env(parse_args(argv)))
+        server = build_stdio_server(settings_env(args))
     except ConfigError as exc:
         sys.exit(f"python -m rapid_agent.mcp: {exc}")
-    anyio.run(serve_stdio, server)
+    anyio.run(serve_stdio, server, stdout)
 
 
 if __name__ == "__main__":
