@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
+import logging
+import threading
 
+import openai
 import pytest
 
 from rapid_agent import BackendError, GenerationSettings, ModelResolver, RapidContext, build_rapid_graph
+from rapid_agent.models.served import ServedChatModel, precheck
 from rapid_agent.testing.local_servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -61,5 +67,130 @@ def test_per_call_context_can_swap_in_a_served_reasoner(reasoner_server, circles
 def test_unreachable_endpoint_is_a_backend_error_naming_the_model():
     spec = f"openai:some-model@http://127.0.0.1:{free_port()}/v1"
     graph = build_rapid_graph(reasoner=spec, resolver=resolver(), retry_policy=None)
-    with pytest.raises(BackendError, match=r"reason: model some-model failed: \w*ConnectionError"):
+    with pytest.raises(BackendError, match=r"reasoner some-model: the server at .* is unreachable") as caught:
         graph.invoke({"question": "q", "captions": ["c"]})
+    assert caught.value.transient  # the graph's retry policy retries it (the check runs again)
+
+
+# ---------------------------------------------------------------- pre-check, budgets, hung servers
+
+
+def served(spec: str, **generation) -> ServedChatModel:
+    model = ModelResolver({"reasoner": GenerationSettings(**generation)}).resolve(spec, "reasoner")
+    assert isinstance(model, ServedChatModel)
+    return model
+
+
+@pytest.fixture
+def scripted_server():
+    from rapid_agent.testing import fact_reasoner
+    from rapid_agent.testing.openai_server import ScriptedOpenAIServer
+
+    with ScriptedOpenAIServer(fact_reasoner({}, fallback="\\boxed{1}"), model_name="served-r") as server:
+        yield server
+
+
+@pytest.fixture
+def models_listing():
+    """A server answering `GET /v1/models` with a vLLM-style listing; `.listing` sets what it lists."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"object": "list", "data": server.listing}).encode()
+            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.listing = []
+    server.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    thread.join()
+
+
+def test_a_wrong_model_name_is_reported_with_the_served_names_before_any_call(scripted_server):
+    model = served(f"openai:not-served@{scripted_server.base_url}")
+    with pytest.raises(BackendError) as caught:
+        precheck([("reasoner", model)])
+    assert f"reasoner: the server at {scripted_server.base_url} serves ['served-r']; you asked for 'not-served'" \
+        in str(caught.value)
+    with pytest.raises(BackendError, match="you asked for 'not-served'"):
+        model.invoke("hi")  # the library path checks before its first call too
+    assert scripted_server.requests == 0
+
+
+def test_a_url_without_v1_gets_a_hint(scripted_server):
+    root = scripted_server.base_url.removesuffix("/v1")
+    with pytest.raises(BackendError, match=rf"answered 404 .* did you mean {root}/v1\?"):
+        precheck([("reasoner", served(f"openai:served-r@{root}"))])
+
+
+def test_the_budget_is_fitted_to_the_served_context_with_a_notice(models_listing, caplog):
+    models_listing.listing = [{"id": "m", "object": "model", "max_model_len": 300}]
+    big, small = served(f"openai:m@{models_listing.base_url}"), served(f"openai:m@{models_listing.base_url}",
+                                                                       max_new_tokens=200)
+    with caplog.at_level(logging.WARNING, logger="rapid_agent.models.served"):
+        precheck([("reasoner", big), ("reasoner", small)], {"reasoner": "--reason-max-new-tokens"})
+    assert (big.max_tokens, small.max_tokens) == (300, 200)  # the role default (4096) fitted; 200 fits as it is
+    [notice] = [r.getMessage() for r in caplog.records]
+    assert "300-token context" in notice and "4096" in notice and "--reason-max-new-tokens" in notice
+
+    models_listing.listing = [{"id": "m", "object": "model"}]  # no context reported: the budget stays
+    unknown = served(f"openai:m@{models_listing.base_url}", max_new_tokens=8192)
+    precheck([("reasoner", unknown)])
+    assert unknown.max_tokens == 8192
+
+
+def test_an_unpinned_transformers_serve_answers_for_any_name(models_listing):
+    status = {"value": "unloaded"}
+    models_listing.listing = [{"id": "a/b", "object": "model", "status": status},
+                              {"id": "c/d", "object": "model", "status": status}]
+    precheck([("reasoner", served(f"openai:/some/local/path@{models_listing.base_url}"))])  # loads on demand
+    models_listing.listing = models_listing.listing[:1]  # pinned to one model: only that name is served
+    with pytest.raises(BackendError, match=r"serves \['a/b'\]"):
+        precheck([("reasoner", served(f"openai:/some/local/path@{models_listing.base_url}"))])
+
+
+def test_a_hung_server_fails_every_later_call_at_once_with_a_resume_hint():
+    from rapid_agent.testing import fact_reasoner
+    from rapid_agent.testing.openai_server import ScriptedOpenAIServer
+
+    with ScriptedOpenAIServer(fact_reasoner({}), model_name="r", failure_rate=1.0, failure_kinds=("hang",),
+                              hang_s=30) as server:
+        model = served(server.spec, timeout_s=0.3)
+        outcomes = []
+        for _ in range(4):  # a timeout is retried by the graph until no call completed for 2 timeouts
+            try:
+                model.invoke("hi")
+            except BackendError as exc:
+                outcomes.append(exc)
+                break
+            except openai.APITimeoutError:
+                outcomes.append("timeout")
+        assert isinstance(outcomes[-1], BackendError) and not outcomes[-1].transient
+        assert "looks hung" in str(outcomes[-1]) and "resume" in str(outcomes[-1])
+        assert "queued" in str(outcomes[-1])  # the timeout's meaning is spelled out
+        sent = server.requests
+        with pytest.raises(BackendError, match="looks hung"):
+            model.invoke("hi")
+        assert server.requests == sent  # not sent to the hung server at all
+
+
+def test_evals_check_every_reasoner_before_captioning(scripted_server, tmp_path):
+    from evals.config import EvalConfig
+    from evals.runner import RunOptions, run_eval
+    from rapid_agent.testing import echo_captioner
+
+    captioner = echo_captioner()
+    config = EvalConfig(captioner="cap", reasoners=(f"openai:typo@{scripted_server.base_url}",), limit=2)
+    options = RunOptions(output_dir=tmp_path / "out", cache_path=None, show=0, progress=False)
+    with pytest.raises(BackendError, match="serves \\['served-r'\\]; you asked for 'typo'"):
+        run_eval(config, options, models={"cap": captioner})
+    assert captioner.calls == [] and scripted_server.requests == 0

@@ -62,7 +62,9 @@ def probe(base_url: str, *, timeout_s: float = PROBE_TIMEOUT_S) -> Endpoint:
         raise BackendError(f"the server at {base_url} answered {exc.code} to GET {url}{_v1_hint(base_url)}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise BackendError(f"the server at {base_url} is unreachable ({reason}); start it or fix the URL") from None
+        raise BackendError(
+            f"the server at {base_url} is unreachable ({reason}); start it or fix the URL", transient=True
+        ) from None
     try:
         entries = json.loads(body)["data"]
         models = tuple(_served(entry) for entry in entries)
@@ -80,7 +82,7 @@ def check_model(base_url: str, name: str, role: str, *, timeout_s: float = PROBE
     try:
         endpoint = probe(base_url, timeout_s=timeout_s)
     except BackendError as exc:
-        raise BackendError(f"{role}: {exc}") from None
+        raise BackendError(f"{role} {name}: {exc}", transient=exc.transient) from None
     found = endpoint.find(name)
     if found is None:
         raise BackendError(
