@@ -276,3 +276,14 @@ def test_context_object_still_works_after_validation():
         {"question": "q", "captions": ["c"]}, context=RapidContext(max_recaption_rounds=0)
     )
     assert out["answer"] == "1"
+
+
+def test_a_legitimate_resume_after_an_interrupt_still_works(checkpointer):
+    """Caption, stop before `reason`, then resume the same run: the checks do not get in the way."""
+    captioner, reasoner = colour_captioner(), colour_reasoner()
+    graph = build_rapid_graph(captioner, reasoner).copy(update={"checkpointer": checkpointer})
+    config = thread("resume")
+    paused = graph.invoke({"images": [square("blue")], "question": "Which colour?"}, config, interrupt_before=["reason"])
+    assert paused["captions"] == ["A blue square."] and reasoner.calls == []
+    assert graph.invoke(None, config)["answer"] == "blue"
+    assert len(captioner.calls) == 1 and len(reasoner.calls) == 1

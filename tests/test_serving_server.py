@@ -191,7 +191,7 @@ def test_served_run_with_context_override_then_stopped_by_pid(models, image_root
 
 def test_server_without_api_keys_refuses_to_start(models, image_root):
     with pytest.raises(BackendError, match="RAPID_API_KEYS is empty"):
-        LangGraphDevServer(CONFIG, env=serve_env(models, image_root, RAPID_API_KEYS=""), startup_timeout_s=60).start()
+        LangGraphDevServer(CONFIG, env=serve_env(models, image_root, RAPID_API_KEYS="")).start()
 
 
 def test_updates_stream_node_by_node_and_local_paths_work_under_the_root(server):

@@ -40,7 +40,7 @@ class LangGraphDevServer(ServerProcess):
         *,
         env: Mapping[str, str] | None = None,
         n_jobs_per_worker: int = 10,
-        startup_timeout_s: float = 90.0,
+        startup_timeout_s: float = 600.0,  # a hang guard: start-up on a loaded CPU can take minutes
         allow_blocking: bool = False,
     ) -> None:
         super().__init__()

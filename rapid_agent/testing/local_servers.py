@@ -109,7 +109,7 @@ class LocalOpenAIServer(ServerProcess):
     log_prefix = "transformers-serve-"
 
     def __init__(
-        self, model_path: str | Path, *, startup_timeout_s: float = 120.0, extra_args: Sequence[str] = ()
+        self, model_path: str | Path, *, startup_timeout_s: float = 600.0, extra_args: Sequence[str] = ()
     ) -> None:
         super().__init__()
         self.model_path = str(model_path)
