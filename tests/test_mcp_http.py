@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 CONFIG = Path(__file__).resolve().parents[1] / "graphs" / "langgraph.json"
 KEY = "mcp-test-key"
-MAX_TEXT_CHARS, MAX_IMAGE_BYTES = 300, 50_000
+MAX_TEXT_CHARS, MAX_IMAGE_BYTES = 300, 4 * 1024 * 1024  # images over the MCP SDK's default 4 MiB body limit
 CALL_TIMEOUT_S = 120  # hang guard only
 CAPTION = "Three red circles on white."
 
@@ -164,7 +164,7 @@ GUARD_CASES = {
     "loopback URL": (lambda r: {"image": "http://127.0.0.1:9/a.png"}, lambda r: {"images": ["http://127.0.0.1:9/a.png"]}),
     "private URL": (lambda r: {"image": "http://10.1.2.3/a.png"}, lambda r: {"images": ["http://10.1.2.3/a.png"]}),
     "corrupt image": (lambda r: {"image": data_url(b"not a png")}, lambda r: {"images": [data_url(b"not a png")]}),
-    "oversized image": (
+    "oversized image": (  # a body over 4 MiB: refused by the guard, with its message, not by the transport
         lambda r: {"image": data_url(b"\0" * (MAX_IMAGE_BYTES + 1))},
         lambda r: {"images": [data_url(b"\0" * (MAX_IMAGE_BYTES + 1))]},
     ),

@@ -41,9 +41,15 @@ def served_runner() -> ToolRunner:
     return run
 
 
-def mcp_http_app(server: Server, *, path: str = "/mcp") -> Starlette:
-    """A Starlette app serving `server` at `path` (stateless streamable HTTP, JSON responses)."""
-    manager = StreamableHTTPSessionManager(app=server, stateless=True, json_response=True)
+def mcp_http_app(server: Server, *, max_body_bytes: int, path: str = "/mcp") -> Starlette:
+    """A Starlette app serving `server` at `path` (stateless streamable HTTP, JSON responses).
+
+    A request body over `max_body_bytes` is refused by the transport (HTTP 413) before any check:
+    set it well above the largest call the checks accept, so that those refuse with their message.
+    """
+    manager = StreamableHTTPSessionManager(
+        app=server, stateless=True, json_response=True, max_request_body_size=max_body_bytes
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
