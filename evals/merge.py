@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from evals.lock import FolderLock
 from evals.report import write_reports
 from evals.store import CONFIG_FILE, SAMPLES_FILE, SampleRecord, read_records
 from rapid_agent.errors import InputError, RapidError
@@ -35,11 +36,18 @@ def merge(folders: list[Path], output_dir: Path, *, seed: int = 0) -> list[Sampl
                 where = folder.name if names[folder.name] == 1 else str(folder)
                 record = record.model_copy(update={"run": f"{record.run} ({where})"})
             merged.append(record)
+    if output_dir.resolve() in {f.resolve() for f in folders}:
+        raise InputError(f"--output-dir {str(output_dir)!r} is one of the run folders being merged")
     output_dir.mkdir(parents=True, exist_ok=True)
-    with (output_dir / SAMPLES_FILE).open("w", encoding="utf-8") as handle:
-        handle.writelines(record.model_dump_json() + "\n" for record in merged)
-    configs = {str(f): json.loads((f / CONFIG_FILE).read_text()) for f in folders if (f / CONFIG_FILE).is_file()}
-    write_reports(merged, output_dir, config={"merged_from": configs}, seed=seed)
+    lock = FolderLock(output_dir)  # never write into a folder an eval run (or another merge) holds
+    lock.acquire()
+    try:
+        with (output_dir / SAMPLES_FILE).open("w", encoding="utf-8") as handle:
+            handle.writelines(record.model_dump_json() + "\n" for record in merged)
+        configs = {str(f): json.loads((f / CONFIG_FILE).read_text()) for f in folders if (f / CONFIG_FILE).is_file()}
+        write_reports(merged, output_dir, config={"merged_from": configs}, seed=seed)
+    finally:
+        lock.release()
     return merged
 
 

@@ -185,6 +185,17 @@ def test_one_process_cannot_open_a_folder_twice_and_a_closed_store_frees_it(tmp_
         pass
 
 
+
+def test_merge_never_writes_into_a_folder_a_run_holds_or_one_of_its_inputs(servers, straight, tmp_path):
+    config = EvalConfig().identity()
+    with RunStore.open(tmp_path / "held", config, resume=False):
+        with pytest.raises(FolderBusyError, match="in use by another eval run"):
+            merge([straight], tmp_path / "held")
+    with pytest.raises(InputError, match="is one of the run folders"):
+        merge([straight], straight)
+    assert not (tmp_path / "held" / "samples.jsonl").exists()
+    assert merge([straight], tmp_path / "merged")  # the lock is released: the next merge goes through
+
 # --------------------------------------------------------------------------- digests and configurations
 
 
