@@ -143,6 +143,9 @@ GOOD = {"images": ["data:image/png;base64," + base64.b64encode(image_bytes("PNG"
         (GOOD, {"max_recaption_rounds": 3}, ConfigError, "from 0 to 2 .* got 3"),
         (GOOD, {"max_recaption_rounds": True}, ConfigError, "must be an integer"),
         (GOOD, {"max_recaption_rounds": -1}, ConfigError, "got -1"),
+        (GOOD, {"prompt_preset": {"name": "x"}}, ConfigError, "context.prompt_preset must be one of"),
+        (GOOD, {"prompt_preset": ["blind"]}, ConfigError, "context.prompt_preset must be one of"),
+        (GOOD | {"question": "<image 1> <image2>"}, None, InputError, "input.question has no text besides <image N>"),
     ],
 )
 def test_run_requests_are_checked_before_queueing(input_, context, error, message):
@@ -166,6 +169,9 @@ def test_the_served_graph_enforces_the_allowlist_itself(tmp_path):
             graph.invoke({"images": ["a.png"], "question": "How many?"}, context={"reasoner": "openai:gpt-4o"})
         with pytest.raises(ImageInputError, match="outside the allowed image root"):
             graph.invoke({"images": ["/etc/hostname"], "question": "How many?"})
+        # the served graph checks its own text limit (RAPID_MAX_TEXT_CHARS), whatever path the text took
+        with pytest.raises(InputError, match=r"captions\[0\] has 8001 characters; the limit is 8000"):
+            graph.invoke({"question": "How many?", "captions": ["x" * 8001]})
         assert captioner.requests + reasoner.requests == requests  # refused before any model call
     resolver = AllowlistResolver(ServeSettings(captioner="tiny", reasoner="tiny"))
     with pytest.raises(ConfigError, match="captioner: model spec 'hf:x/y' is not allowed"):
