@@ -1,13 +1,14 @@
 """The agent-facing tools over the RAPID graph, as small LangGraph graphs whose schemas are the tools'.
 
     look_and_reason(image, question, options?, reasoner?) -> {answer, caption, reasoning}
-    describe_image(image, question)            -> {caption}            (perception only)
+    describe_image(image, question)                       -> {caption}   (perception only)
 
 Each tool graph is a thin wrapper over one compiled `build_rapid_graph` pipeline: it maps the tool's
-arguments onto the graph's input and context (`to_rapid_request`, strict: unknown names and wrong types
-raise `InputError`; `look_and_reason` may pick the call's reasoner), runs the pipeline (`describe_image` stops before `reason`) and keeps only what an agent
-needs. Its input schema is the tool's, so LangGraph's server lists it at `/mcp` as is, and the stdio
-server (`rapid_agent.mcp.server`) lists the very same schemas.
+arguments onto the pipeline's input and context (`to_rapid_request`; strict: unknown names and wrong
+types raise `InputError`; `look_and_reason` may pick the call's reasoner), runs the pipeline
+(`describe_image` stops before `reason`; a preset that uses the MLLM's tentative answer still computes
+it) and keeps only what an agent needs. The MCP servers (`rapid_agent.mcp.server`) list these schemas;
+LangGraph's server runs the graphs (`graphs/tools.py`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import NotRequired, TypedDict
 
 from rapid_agent.agents import TOOL_DESCRIPTION, LookAndReasonArgs
-from rapid_agent.errors import InputError
+from rapid_agent.errors import ConfigError, InputError
 from rapid_agent.prompts import join_captions
 from rapid_agent.state import RapidContext, RapidInput
 
@@ -135,7 +136,7 @@ def build_tool_graph(rapid: CompiledStateGraph, tool: ToolName) -> CompiledState
     `describe_image` can stop before `reason` (an interrupt inside a nested run would stop the caller).
     """
     if tool not in _INPUTS:
-        raise InputError(f"unknown tool {tool!r:.100}; the tools are {list(TOOL_NAMES)}")
+        raise ConfigError(f"unknown tool {tool!r:.100}; the tools are {list(TOOL_NAMES)}")
     perception_only = tool == "describe_image"
     options: dict[str, Any] = {"interrupt_before": ["reason"]} if perception_only else {}
 
