@@ -21,7 +21,7 @@ from mcp import types
 from mcp.server.lowlevel import Server
 
 from rapid_agent.errors import RapidError
-from rapid_agent.mcp.tools import DESCRIPTIONS, TOOL_NAMES, tool_schemas
+from rapid_agent.mcp.tools import DESCRIPTIONS, TOOL_NAMES, tool_schemas, unknown_tool
 
 ToolRunner = Callable[[str, dict[str, Any]], Awaitable[Mapping[str, Any]]]
 """`runner(tool, arguments)` -> the tool's output (its graph's)."""
@@ -66,7 +66,7 @@ def build_server(runner: ToolRunner, *, check: ToolCheck | None = None, name: st
     @server.call_tool(validate_input=False)
     async def call_tool(tool: str, arguments: dict[str, Any]) -> dict[str, Any] | types.CallToolResult:
         if tool not in TOOL_NAMES:
-            return error_result(f"InputError: unknown tool {tool!r:.100}; the tools are {list(TOOL_NAMES)}")
+            return error_result(f"InputError: {unknown_tool(tool)}")
         try:
             if check is not None:  # image checks decode (and may resolve a host): off the event loop
                 await asyncio.to_thread(check, tool, arguments)

@@ -106,6 +106,11 @@ _OUTPUTS: dict[ToolName, TypeAdapter] = {
 }
 
 
+def unknown_tool(tool: Any) -> str:
+    """The message for a tool name that is not one of `TOOL_NAMES`."""
+    return f"unknown tool {tool!r:.100}; the tools are {list(TOOL_NAMES)}"
+
+
 def tool_schemas(tool: ToolName) -> tuple[dict[str, Any], dict[str, Any]]:
     """JSON schemas of a tool's arguments and of its result (what its graph takes and returns)."""
     return _INPUTS[tool].json_schema(), _OUTPUTS[tool].json_schema()
@@ -118,7 +123,7 @@ def to_rapid_request(tool: str, arguments: Any) -> tuple[RapidInput, dict[str, A
     guard (served) and by the graph itself (image policy, model allowlist).
     """
     if tool not in _INPUTS:
-        raise InputError(f"unknown tool {tool!r:.100}; the tools are {list(TOOL_NAMES)}")
+        raise InputError(unknown_tool(tool))
     try:
         args = _INPUTS[tool].validate_python(arguments)
     except ValidationError as exc:
@@ -136,7 +141,7 @@ def build_tool_graph(rapid: CompiledStateGraph, tool: ToolName) -> CompiledState
     `describe_image` can stop before `reason` (an interrupt inside a nested run would stop the caller).
     """
     if tool not in _INPUTS:
-        raise ConfigError(f"unknown tool {tool!r:.100}; the tools are {list(TOOL_NAMES)}")
+        raise ConfigError(unknown_tool(tool))
     perception_only = tool == "describe_image"
     options: dict[str, Any] = {"interrupt_before": ["reason"]} if perception_only else {}
 
