@@ -29,8 +29,6 @@ from evals.store import SAMPLES_FILE
 from rapid_agent.errors import RapidError
 from rapid_agent.models.spec import DEFAULT_MAX_NEW_TOKENS, TINY_MAX_NEW_TOKENS, GenerationSettings
 
-PAPER_MAX_NEW_TOKENS = 8192  # the paper's reasoner budget
-
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evals.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,7 +56,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--reason-max-new-tokens", "--max-new-tokens", type=int, dest="reason_max_new_tokens",
                      metavar="N", help=f"token budget of the reasoners and the judge (never the captioner); default "
-                     f"{PAPER_MAX_NEW_TOKENS} ({TINY_MAX_NEW_TOKENS} for 'tiny'); --max-new-tokens is an alias")
+                     f"{DEFAULT_MAX_NEW_TOKENS['reasoner']}, the paper's ({TINY_MAX_NEW_TOKENS} for 'tiny'); "
+                     "--max-new-tokens is an alias")
     gen.add_argument("--caption-temperature", type=float, default=0.0)
     gen.add_argument("--caption-top-p", type=float, default=1.0)
     gen.add_argument("--caption-max-new-tokens", type=int, metavar="N",
@@ -90,11 +89,9 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         for b in args.benchmarks or ["bundled"]
     )
 
-    def generation(
-        temperature: float, top_p: float, max_new_tokens: int | None, specs: tuple[str, ...], default: int
-    ) -> GenerationSettings:
-        default = TINY_MAX_NEW_TOKENS if all(s == "tiny" for s in specs) else default
-        return GenerationSettings(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens or default,
+    def generation(temperature: float, top_p: float, max_new_tokens: int | None) -> GenerationSettings:
+        # an unset budget stays None: each model then gets its role's default (64 for 'tiny', even beside others)
+        return GenerationSettings(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                   timeout_s=args.timeout, max_batch_size=args.batch_size)
 
     return EvalConfig(
@@ -106,10 +103,8 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         max_recaption_rounds=args.max_recaption_rounds,
         limit=args.limit,
         seed=args.seed,
-        captioner_generation=generation(args.caption_temperature, args.caption_top_p, args.caption_max_new_tokens,
-                                        (args.captioner,), DEFAULT_MAX_NEW_TOKENS["captioner"]),
-        reasoner_generation=generation(args.temperature, args.top_p, args.reason_max_new_tokens, reasoners,
-                                       PAPER_MAX_NEW_TOKENS),
+        captioner_generation=generation(args.caption_temperature, args.caption_top_p, args.caption_max_new_tokens),
+        reasoner_generation=generation(args.temperature, args.top_p, args.reason_max_new_tokens),
         judge=args.judge,
     )
 

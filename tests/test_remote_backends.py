@@ -138,9 +138,9 @@ def test_the_budget_is_fitted_to_the_served_context_with_a_notice(models_listing
                                                                        max_new_tokens=200)
     with caplog.at_level(logging.WARNING, logger="rapid_agent.models.served"):
         precheck([("reasoner", big), ("reasoner", small)], {"reasoner": "--reason-max-new-tokens"})
-    assert (big.max_tokens, small.max_tokens) == (300, 200)  # the role default (4096) fitted; 200 fits as it is
+    assert (big.max_tokens, small.max_tokens) == (300, 200)  # the role default (8192) fitted; 200 fits as it is
     [notice] = [r.getMessage() for r in caplog.records]
-    assert "300-token context" in notice and "4096" in notice and "--reason-max-new-tokens" in notice
+    assert "300-token context" in notice and "8192" in notice and "--reason-max-new-tokens" in notice
 
     models_listing.listing = [{"id": "m", "object": "model"}]  # no context reported: the budget stays
     unknown = served(f"openai:m@{models_listing.base_url}", max_new_tokens=8192)

@@ -71,29 +71,31 @@ def test_each_role_has_its_own_default_budget_and_tiny_a_short_one(monkeypatch):
     from rapid_agent.models.spec import DEFAULT_MAX_NEW_TOKENS, TINY_MAX_NEW_TOKENS
 
     settings = GenerationSettings()
-    assert [settings.budget(r) for r in ("captioner", "reasoner")] == [1024, 4096] == list(DEFAULT_MAX_NEW_TOKENS.values())
+    assert [settings.budget(r) for r in ("captioner", "reasoner")] == [1024, 8192] == list(DEFAULT_MAX_NEW_TOKENS.values())
     assert settings.budget("captioner", tiny=True) == TINY_MAX_NEW_TOKENS == 64
     assert GenerationSettings(max_new_tokens=9).budget("reasoner", tiny=True) == 9  # a set budget always wins
 
     resolver = ModelResolver()
     assert resolver.resolve("tiny", "captioner").max_new_tokens == 64
     served = resolver.resolve("openai:m@http://127.0.0.1:1/v1", "reasoner")
-    assert isinstance(served, ServedChatModel) and served.max_tokens == 4096 and served.role == "reasoner"
+    assert isinstance(served, ServedChatModel) and served.max_tokens == 8192 and served.role == "reasoner"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     hosted = resolver.resolve("openai:gpt-4o-mini", "captioner")
     assert type(hosted) is ChatOpenAI and hosted.max_tokens == 1024  # OpenAI itself: no /models pre-check
 
 
-def test_evals_cli_budgets_are_per_role():
+def test_evals_cli_budgets_are_per_role_and_per_model():
     from evals.run import config_from_args, parser
 
     def budgets(*argv):
-        config = config_from_args(parser().parse_args(["--captioner", "hf:c", "--reasoner", "hf:r", *argv]))
-        return config.captioner_generation.max_new_tokens, config.reasoner_generation.max_new_tokens
+        """The budget each model of the run gets: (captioner, first reasoner, second reasoner)."""
+        config = config_from_args(parser().parse_args(["--reasoner", "openai:r@http://h:1/v1", "--reasoner", "tiny",
+                                                       *argv]))
+        resolver = ModelResolver({"captioner": config.captioner_generation, "reasoner": config.reasoner_generation})
+        served, tiny = (resolver.resolve(spec, "reasoner") for spec in config.reasoners)
+        return resolver.resolve(config.captioner, "captioner").max_new_tokens, served.max_tokens, tiny.max_new_tokens
 
-    assert budgets() == (1024, 8192)
-    assert budgets("--reason-max-new-tokens", "300") == (1024, 300)
-    assert budgets("--max-new-tokens", "300") == (1024, 300)  # the alias never touches the captioner's budget
-    assert budgets("--caption-max-new-tokens", "77") == (77, 8192)
-    tiny = config_from_args(parser().parse_args([]))
-    assert (tiny.captioner_generation.max_new_tokens, tiny.reasoner_generation.max_new_tokens) == (64, 64)
+    assert budgets() == (64, 8192, 64)  # defaults per model: 'tiny' stays short beside a real reasoner
+    assert budgets("--reason-max-new-tokens", "300") == (64, 300, 300)
+    assert budgets("--max-new-tokens", "300") == (64, 300, 300)  # the alias never touches the captioner's budget
+    assert budgets("--caption-max-new-tokens", "77") == (77, 8192, 64)

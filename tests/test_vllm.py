@@ -85,7 +85,7 @@ def test_evals_with_two_reasoners_caption_each_sample_once_then_read_the_cache(v
     argv = ["--captioner", "tiny", "--reasoner", vllm_server.spec, "--reasoner", "tiny", "--limit", "2",
             "--prompt", "paper-train"]
     config = config_from_args(parser().parse_args(argv))
-    assert config.reasoner_generation.max_new_tokens == 8192
+    assert config.reasoner_generation.max_new_tokens is None  # the role default, 8192, for the served reasoner
 
     def run(folder: str):
         options = RunOptions(output_dir=tmp_path / folder, cache_path=tmp_path / "cache.sqlite", show=0, progress=False)

@@ -30,9 +30,9 @@ Role = Literal["captioner", "reasoner"]
 ROLES: tuple[Role, ...] = ("captioner", "reasoner")
 
 
-DEFAULT_MAX_NEW_TOKENS: dict[Role, int] = {"captioner": 1024, "reasoner": 4096}
-"""Token budget per role when none is set: captions rarely pass 1k tokens; R1-style reasoners mostly
-finish within 4k. A served model's budget is fitted to its context (`rapid_agent.models.served`)."""
+DEFAULT_MAX_NEW_TOKENS: dict[Role, int] = {"captioner": 1024, "reasoner": 8192}
+"""Token budget per role when none is set: captions rarely pass 1k tokens; 8192 is the paper's
+reasoner budget. A served model's budget is fitted to its context (`rapid_agent.models.served`)."""
 TINY_MAX_NEW_TOKENS = 64
 """Budget of the random `tiny` models when none is set: they never stop on their own."""
 
