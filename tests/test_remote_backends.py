@@ -194,3 +194,63 @@ def test_evals_check_every_reasoner_before_captioning(scripted_server, tmp_path)
     with pytest.raises(BackendError, match="serves \\['served-r'\\]; you asked for 'typo'"):
         run_eval(config, options, models={"cap": captioner})
     assert captioner.calls == [] and scripted_server.requests == 0
+
+
+@pytest.fixture
+def thinking_server():
+    """A server replying as `vllm serve --reasoning-parser deepseek_r1` does: thinking apart, in `reasoning_content`."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _send(self, body: bytes, kind: str = "application/json") -> None:
+            self.send_response(200)
+            self.send_header("content-type", kind)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self._send(json.dumps({"object": "list", "data": [{"id": "r1", "object": "model", "max_model_len": 4096}]}).encode())
+
+        def do_POST(self):
+            request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            head = {"id": "c", "created": 0, "model": "r1"}
+            usage = {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}
+            if not request.get("stream"):
+                message = {"role": "assistant", "content": "\\boxed{3}", "reasoning_content": "Three circles."}
+                self._send(json.dumps({**head, "object": "chat.completion", "usage": usage, "choices": [
+                    {"index": 0, "message": message, "finish_reason": "stop"}]}).encode())
+                return
+            deltas = [{"role": "assistant", "reasoning_content": "Three "}, {"reasoning_content": "circles."},
+                      {"content": "\\boxed{3}"}]
+            events = [{**head, "object": "chat.completion.chunk", "choices": [
+                {"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+            events.append({**head, "object": "chat.completion.chunk", "choices": [
+                {"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            events.append({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+            self._send("".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n",
+                       "text/event-stream")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"openai:r1@http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    thread.join()
+
+
+def test_a_reasoning_parsers_thinking_is_kept_apart_from_the_reply(thinking_server):
+    model = served(thinking_server)
+    reply = model.invoke("How many circles?")
+    streamed = list(model.stream("How many circles?"))
+    whole = streamed[0]
+    for chunk in streamed[1:]:
+        whole += chunk
+    for message in (reply, whole):
+        assert message.text == "\\boxed{3}"
+        assert message.additional_kwargs["reasoning_content"] == "Three circles."
+
+    result = build_rapid_graph(reasoner=thinking_server, resolver=ModelResolver()).invoke(
+        {"question": "How many circles?", "captions": ["three red circles"]})
+    assert result["answer"] == "3" and "Three circles." in result["reasoning"]  # graded from the reply only

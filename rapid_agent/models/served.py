@@ -3,7 +3,9 @@
 Before its first call (or when `precheck` asks, before any model call of a run) it reads the
 server's `/models` once: a wrong model name or a URL without `/v1` fails with a message saying what
 the server serves, and a token budget larger than the served context is fitted to it with a one-line
-notice. While running it watches for a hung server: when a call times out and no call has completed
+notice. A reasoning parser's separate thinking (`vllm serve --reasoning-parser ...`: the message's
+`reasoning_content`, or `reasoning` in newer vLLM) is kept in `additional_kwargs["reasoning_content"]`,
+which `ChatOpenAI` drops. While running it watches for a hung server: when a call times out and no call has completed
 for `hang_after_timeouts` timeouts, the server is declared unresponsive and every later call fails at
 once (not retried) instead of waiting out timeouts and retries for each remaining request.
 """
@@ -63,6 +65,22 @@ class ServedChatModel(ChatOpenAI):
             self._last_ok = time.monotonic()
             self._prepared = True
 
+    # ---------------------------------------------------------------- a reasoning parser's thinking
+
+    def _create_chat_result(self, response, generation_info=None):
+        result = super()._create_chat_result(response, generation_info)
+        data = response if isinstance(response, dict) else response.model_dump()
+        for generation, choice in zip(result.generations, data.get("choices") or [], strict=False):
+            _keep_thinking(generation.message, choice.get("message"))
+        return result
+
+    def _convert_chunk_to_generation_chunk(self, chunk, default_chunk_class, base_generation_info):
+        generation = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_generation_info)
+        choices = chunk.get("choices") or chunk.get("chunk", {}).get("choices") or []
+        if generation is not None and choices:
+            _keep_thinking(generation.message, choices[0].get("delta"))
+        return generation
+
     # ---------------------------------------------------------------- calls, watched
 
     def _generate(self, *args, **kwargs):
@@ -106,6 +124,13 @@ class ServedChatModel(ChatOpenAI):
                 raise BackendError(self._hung) from None
             raise
         self._last_ok = time.monotonic()
+
+
+def _keep_thinking(message, raw: dict | None) -> None:
+    """Copy a server message's (or stream delta's) separate thinking into `additional_kwargs`."""
+    thinking = next((raw[k] for k in ("reasoning_content", "reasoning") if isinstance((raw or {}).get(k), str)), None)
+    if thinking:
+        message.additional_kwargs["reasoning_content"] = thinking
 
 
 def precheck(models: Iterable[tuple[str, BaseChatModel]], settings: Mapping[str, str] | None = None) -> None:
