@@ -96,7 +96,7 @@ def server(models, image_root):
         "RAPID_ALLOW_IMAGE_URLS": "1",
         "RAPID_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
         "RAPID_MAX_TEXT_CHARS": str(MAX_TEXT_CHARS),
-        "RAPID_CALL_TIMEOUT_S": "10",
+        "RAPID_CALL_TIMEOUT_S": "300",  # a hang guard, not a speed requirement
     }
     with LangGraphDevServer(CONFIG, env=env) as running:
         yield running

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import time
@@ -61,12 +62,59 @@ class ScriptedChatModel(_RecordingChatModel):
     raise ``error("scripted failure")`` after that wait. Replies carry ``usage_metadata`` counting
     words (prompt words as input tokens, reply words as output tokens). Streaming yields the reply word
     by word. Safe to use from several threads and tasks at once.
+
+    To prove concurrency without timing, set ``wait_for_in_flight=N``: every call is held until N
+    calls have been in flight at once (then the gate stays open); a gate still closed after
+    ``gate_timeout_s`` raises ``TimeoutError``. :attr:`max_in_flight` is the most calls seen at once.
     """
 
     respond: Callable[[list[BaseMessage]], str]
     latency_s: float = 0.0
     fail_times: int = 0
     error: type[Exception] = ConnectionError
+    wait_for_in_flight: int = 0
+    gate_timeout_s: float = 120.0
+    _flight: threading.Condition = PrivateAttr(default_factory=threading.Condition)
+    _in_flight: int = PrivateAttr(0)
+    _max_in_flight: int = PrivateAttr(0)
+
+    @property
+    def max_in_flight(self) -> int:
+        """The largest number of calls that were in progress at the same time."""
+        with self._flight:
+            return self._max_in_flight
+
+    @contextlib.contextmanager
+    def _in_progress(self) -> Iterator[None]:
+        with self._flight:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            self._flight.notify_all()
+        try:
+            yield
+        finally:
+            with self._flight:
+                self._in_flight -= 1
+
+    def _gate_open(self) -> bool:
+        return self._max_in_flight >= self.wait_for_in_flight
+
+    def _gate_timeout(self) -> TimeoutError:
+        return TimeoutError(
+            f"only {self._max_in_flight} of the {self.wait_for_in_flight} awaited calls were ever in flight at once"
+        )
+
+    def _wait_at_gate(self) -> None:
+        with self._flight:
+            if not self._flight.wait_for(self._gate_open, timeout=self.gate_timeout_s):
+                raise self._gate_timeout()
+
+    async def _await_gate(self) -> None:
+        deadline = time.monotonic() + self.gate_timeout_s
+        while not self.max_in_flight >= self.wait_for_in_flight:
+            if time.monotonic() > deadline:
+                raise self._gate_timeout()
+            await asyncio.sleep(0.005)
 
     @property
     def _llm_type(self) -> str:
@@ -88,9 +136,11 @@ class ScriptedChatModel(_RecordingChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        fail = self._should_fail(messages)
-        time.sleep(self.latency_s)
-        return ChatResult(generations=[ChatGeneration(message=self._reply(messages, fail))])
+        with self._in_progress():
+            fail = self._should_fail(messages)
+            self._wait_at_gate()
+            time.sleep(self.latency_s)
+            return ChatResult(generations=[ChatGeneration(message=self._reply(messages, fail))])
 
     async def _agenerate(
         self,
@@ -99,9 +149,11 @@ class ScriptedChatModel(_RecordingChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        fail = self._should_fail(messages)
-        await asyncio.sleep(self.latency_s)
-        return ChatResult(generations=[ChatGeneration(message=self._reply(messages, fail))])
+        with self._in_progress():
+            fail = self._should_fail(messages)
+            await self._await_gate()
+            await asyncio.sleep(self.latency_s)
+            return ChatResult(generations=[ChatGeneration(message=self._reply(messages, fail))])
 
     def _stream(
         self,
@@ -110,9 +162,12 @@ class ScriptedChatModel(_RecordingChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        fail = self._should_fail(messages)
-        time.sleep(self.latency_s)
-        for chunk in _chunks(self._reply(messages, fail)):
+        with self._in_progress():
+            fail = self._should_fail(messages)
+            self._wait_at_gate()
+            time.sleep(self.latency_s)
+            reply = self._reply(messages, fail)
+        for chunk in _chunks(reply):
             if run_manager:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -124,9 +179,12 @@ class ScriptedChatModel(_RecordingChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        fail = self._should_fail(messages)
-        await asyncio.sleep(self.latency_s)
-        for chunk in _chunks(self._reply(messages, fail)):
+        with self._in_progress():
+            fail = self._should_fail(messages)
+            await self._await_gate()
+            await asyncio.sleep(self.latency_s)
+            reply = self._reply(messages, fail)
+        for chunk in _chunks(reply):
             if run_manager:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
