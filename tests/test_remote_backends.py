@@ -64,10 +64,10 @@ def test_per_call_context_can_swap_in_a_served_reasoner(reasoner_server, circles
     assert result["usage"][-1]["model"] == reasoner_server.model_path
 
 
-def test_unreachable_endpoint_is_a_backend_error_naming_the_model():
-    spec = f"openai:some-model@http://127.0.0.1:{free_port()}/v1"
-    graph = build_rapid_graph(reasoner=spec, resolver=resolver(), retry_policy=None)
-    with pytest.raises(BackendError, match=r"reasoner some-model: the server at .* is unreachable") as caught:
+def test_unreachable_endpoint_is_a_backend_error_naming_role_and_url():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    graph = build_rapid_graph(reasoner=f"openai:some-model@{url}", resolver=resolver(), retry_policy=None)
+    with pytest.raises(BackendError, match=f"reasoner: the server at {url} is unreachable") as caught:
         graph.invoke({"question": "q", "captions": ["c"]})
     assert caught.value.transient  # the graph's retry policy retries it (the check runs again)
 

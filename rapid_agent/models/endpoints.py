@@ -82,7 +82,7 @@ def check_model(base_url: str, name: str, role: str, *, timeout_s: float = PROBE
     try:
         endpoint = probe(base_url, timeout_s=timeout_s)
     except BackendError as exc:
-        raise BackendError(f"{role} {name}: {exc}", transient=exc.transient) from None
+        raise BackendError(f"{role}: {exc}", transient=exc.transient) from None
     found = endpoint.find(name)
     if found is None:
         raise BackendError(
