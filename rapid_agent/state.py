@@ -6,7 +6,7 @@ import operator
 from typing import Annotated
 
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 from typing_extensions import NotRequired, TypedDict
 
 from rapid_agent.errors import ConfigError, describe_validation
@@ -25,6 +25,18 @@ class NodeUsage(TypedDict):
     latency_s: float
 
 
+SchemaImage = Annotated[
+    ImageInput,
+    PlainValidator(lambda value: value),  # `prepare` checks images under the ImagePolicy, not the schema
+    WithJsonSchema({
+        "type": "string",
+        "description": "an image: a data:image/...;base64, URL, raw base64, a file path, or an http(s) URL "
+        "(in Python also bytes, pathlib.Path or PIL.Image)",
+    }),
+]
+"""An image input as the graph's JSON schema shows it (served graphs, tools, Studio)."""
+
+
 class RapidInput(TypedDict):
     """What a caller sends. Give `captions` to skip the `caption` node (VPO feeds policy captions so).
 
@@ -32,7 +44,7 @@ class RapidInput(TypedDict):
     empty for this run, never the previous run's value.
     """
 
-    images: NotRequired[list[ImageInput]]
+    images: NotRequired[list[SchemaImage]]
     question: str
     options: NotRequired[list[str] | None]
     captions: NotRequired[list[str]]

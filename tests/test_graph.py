@@ -260,3 +260,12 @@ def test_perception_only_pass_stops_before_reason_without_a_reasoner(captioner, 
     assert result["reasoning"] is None and result["answer"] is None
     with pytest.raises(ConfigError, match="no reasoner"):
         graph.invoke({"images": [circles_image], "question": "How many?"})
+
+
+def test_input_and_output_json_schemas_describe_the_graph_for_remote_callers():
+    graph = build_rapid_graph(echo_captioner(), fact_reasoner({}))
+    schema = graph.get_input_jsonschema()
+    assert schema["required"] == ["question"]
+    assert schema["properties"]["images"]["items"]["type"] == "string"
+    assert "data:image" in schema["properties"]["images"]["items"]["description"]
+    assert {"answer", "captions", "reasoning", "truncated"} <= set(graph.get_output_jsonschema()["properties"])
