@@ -117,3 +117,19 @@ def test_two_vpo_steps_against_the_vllm_reasoner(vllm_server, tiny_captioner_pat
     history = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     steps = [h for h in history if "vpo/reward_mean" in h]
     assert len(steps) == 2 and all(h["vpo/reasoner_errors"] == 0 for h in steps)
+
+
+def test_a_reasoner_cut_off_inside_its_thinking_is_kept_apart_and_marked_truncated(vllm_thinking_server):
+    model = served(vllm_thinking_server.spec, max_new_tokens=8)
+    reply = model.invoke("What is 2+2?")
+    assert reply.response_metadata["finish_reason"] == "length"
+    assert reply.additional_kwargs["reasoning_content"] and reply.text == ""  # all thinking, no answer yet
+    chunks = list(model.stream("What is 2+2?"))
+    whole = chunks[0]
+    for chunk in chunks[1:]:
+        whole += chunk
+    assert whole.additional_kwargs["reasoning_content"] and whole.text == ""
+
+    result = build_rapid_graph(reasoner=model).invoke({"question": "What is 2+2?", "captions": ["two and two"]})
+    assert result["truncated"] is True and result["answer"] is None  # never graded from inside the thinking
+    assert reply.additional_kwargs["reasoning_content"] in result["reasoning"]  # greedy: the same thinking, kept
