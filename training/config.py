@@ -118,8 +118,12 @@ class VPOConfig(BaseModel):
     reasoner_samples: int = Field(1, ge=1, description="Reasoner samples per caption; the reward is their mean accuracy.")
     reasoner_temperature: float = Field(1.0, ge=0)
     reasoner_top_p: float = Field(1.0, gt=0, le=1)
-    reasoner_max_new_tokens: int = Field(4096, gt=0)
-    reasoner_timeout_s: float = Field(600.0, gt=0, description="Bound on one reasoner call (then retried).")
+    reasoner_max_new_tokens: int = Field(4096, gt=0, description="Reasoner token budget (fitted to a served context).")
+    reasoner_timeout_s: float = Field(
+        600.0, gt=0,
+        description="Bound on one reasoner call, counting time queued on the server (then retried; a served reasoner "
+        "that completes no call for 2 timeouts counts as hung and its calls fail at once).",
+    )
     reasoner_concurrency: int = Field(64, gt=0, description="Concurrent reasoner calls (local HF: micro-batch size).")
     reasoner_batch_wait_s: float = Field(
         0.1, ge=0, description="Local HF reasoner: how long to gather a step's calls into one generate."
