@@ -7,6 +7,7 @@ import http.server
 import json
 import logging
 import threading
+import time
 
 import openai
 import pytest
@@ -181,6 +182,19 @@ def test_a_hung_server_fails_every_later_call_at_once_with_a_resume_hint():
         with pytest.raises(BackendError, match="looks hung"):
             model.invoke("hi")
         assert server.requests == sent  # not sent to the hung server at all
+
+
+def test_idle_time_before_a_slow_call_is_not_taken_for_a_hang():
+    from rapid_agent.testing import fact_reasoner
+    from rapid_agent.testing.openai_server import ScriptedOpenAIServer
+
+    with ScriptedOpenAIServer(fact_reasoner({}), model_name="r", failure_rate=1.0, failure_kinds=("hang",),
+                              hang_s=30) as server:
+        model = served(server.spec, timeout_s=1.0)
+        precheck([("reasoner", model)])
+        time.sleep(2.5)  # idle (as during an eval's captioning pass) for longer than 2 timeouts
+        with pytest.raises(openai.APITimeoutError):  # one timeout: retried, not yet a hang
+            model.invoke("hi")
 
 
 def test_evals_check_every_reasoner_before_captioning(scripted_server, tmp_path):

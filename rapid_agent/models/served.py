@@ -41,6 +41,8 @@ class ServedChatModel(ChatOpenAI):
     _prepared: bool = PrivateAttr(False)
     _prepare_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _last_ok: float = PrivateAttr(default_factory=time.monotonic)
+    _in_flight: int = PrivateAttr(0)
+    _watch_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _hung: str | None = PrivateAttr(None)
 
     def prepare(self, setting: str = "max_new_tokens") -> None:
@@ -62,7 +64,6 @@ class ServedChatModel(ChatOpenAI):
                         setting,
                     )
                     self.max_tokens = fitted
-            self._last_ok = time.monotonic()
             self._prepared = True
 
     # ---------------------------------------------------------------- a reasoning parser's thinking
@@ -108,8 +109,13 @@ class ServedChatModel(ChatOpenAI):
 
     @contextmanager
     def _watched(self):
+        """Count silence only while calls are in flight: idle time (e.g. a captioning pass) is not a hang."""
         if self._hung is not None:
             raise BackendError(self._hung)
+        with self._watch_lock:
+            if self._in_flight == 0:
+                self._last_ok = time.monotonic()
+            self._in_flight += 1
         try:
             yield
         except openai.APITimeoutError:
@@ -123,7 +129,11 @@ class ServedChatModel(ChatOpenAI):
                 )
                 raise BackendError(self._hung) from None
             raise
-        self._last_ok = time.monotonic()
+        else:
+            self._last_ok = time.monotonic()
+        finally:
+            with self._watch_lock:
+                self._in_flight -= 1
 
 
 def _keep_thinking(message, raw: dict | None) -> None:
