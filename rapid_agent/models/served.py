@@ -40,8 +40,7 @@ class ServedChatModel(ChatOpenAI):
 
     _prepared: bool = PrivateAttr(False)
     _prepare_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _last_ok: float = PrivateAttr(default_factory=time.monotonic)
-    _in_flight: int = PrivateAttr(0)
+    _failing_since: float | None = PrivateAttr(None)  # start of the first call that timed out since the last success
     _watch_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _hung: str | None = PrivateAttr(None)
 
@@ -109,17 +108,17 @@ class ServedChatModel(ChatOpenAI):
 
     @contextmanager
     def _watched(self):
-        """Count silence only while calls are in flight: idle time (e.g. a captioning pass) is not a hang."""
+        """Silence is counted from the start of the first call that timed out since the last completed one,
+        so idle time before it (e.g. an eval's captioning pass) is never taken for a hang."""
         if self._hung is not None:
             raise BackendError(self._hung)
-        with self._watch_lock:
-            if self._in_flight == 0:
-                self._last_ok = time.monotonic()
-            self._in_flight += 1
+        started = time.monotonic()
         try:
             yield
         except openai.APITimeoutError:
-            silent_s = time.monotonic() - self._last_ok
+            with self._watch_lock:
+                self._failing_since = self._failing_since if self._failing_since is not None else started
+                silent_s = time.monotonic() - self._failing_since
             limit_s = self.hang_after_timeouts * float(self.request_timeout or 0)
             if limit_s and silent_s >= limit_s:
                 self._hung = (
@@ -129,11 +128,7 @@ class ServedChatModel(ChatOpenAI):
                 )
                 raise BackendError(self._hung) from None
             raise
-        else:
-            self._last_ok = time.monotonic()
-        finally:
-            with self._watch_lock:
-                self._in_flight -= 1
+        self._failing_since = None
 
 
 def _keep_thinking(message, raw: dict | None) -> None:
