@@ -5,9 +5,10 @@ server's `/models` once: a wrong model name or a URL without `/v1` fails with a 
 the server serves, and a token budget larger than the served context is fitted to it with a one-line
 notice. A reasoning parser's separate thinking (`vllm serve --reasoning-parser ...`: the message's
 `reasoning_content`, or `reasoning` in newer vLLM) is kept in `additional_kwargs["reasoning_content"]`,
-which `ChatOpenAI` drops. While running it watches for a hung server: when a call times out and no call has completed
-for `hang_after_timeouts` timeouts, the server is declared unresponsive and every later call fails at
-once (not retried) instead of waiting out timeouts and retries for each remaining request.
+which `ChatOpenAI` drops. While running it watches for a hung server: when calls keep timing out and
+none has completed for `hang_after_timeouts` timeouts (counted from the start of the first call that
+timed out), the server is declared hung and every later call fails at once (not retried) instead of
+waiting out timeouts and retries for each remaining request.
 """
 
 from __future__ import annotations
