@@ -131,11 +131,12 @@ def test_resume_from_checkpoint_continues_the_run(full_run, tmp_path, tiny_capti
 
 
 def test_unreachable_reasoner_fails_before_any_training_step(tmp_path, tiny_captioner_path, capsys):
-    spec = f"openai:reasoner@http://127.0.0.1:{free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     out = tmp_path / "run"
-    assert vpo.main([*_tiny_run_flags(tiny_captioner_path, out), "--reasoner", spec]) == 2
+    assert vpo.main([*_tiny_run_flags(tiny_captioner_path, out), "--reasoner", f"openai:reasoner@{url}"]) == 2
     err = capsys.readouterr().err
-    assert f"reasoner {spec} did not answer the start-up check" in err and "Traceback" not in err
+    # the served-model pre-check, before any data or weights load
+    assert f"training.vpo: error: reasoner: the server at {url} is unreachable" in err and "Traceback" not in err
     assert not list(out.glob("checkpoint-*"))
 
 
