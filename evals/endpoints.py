@@ -19,17 +19,14 @@ BUDGET_FLAGS = {
 def check_endpoints(
     specs: Iterable[tuple[str, str]],
     skip: Container[str] = (),
-    resolve: Callable[[str, str], BaseChatModel] | None = None,
+    *,
+    resolve: Callable[[str, str], BaseChatModel],
 ) -> None:
     """Check every `(role, spec)` served model (name, reachability) and fit its budget, or raise `BackendError`.
 
-    `resolve(spec, role)` gives the model the run will call, so the fitted budget is the one it uses
-    (default: a fresh `ModelResolver`); the judge resolves as a reasoner. Specs in `skip` are not checked.
+    `resolve(spec, role)` gives the model the run will call (its `ModelResolver.resolve`), so the fitted
+    budget is the one it uses; the judge resolves as a reasoner. Specs in `skip` are not checked.
     """
-    if resolve is None:
-        from rapid_agent.models.spec import ModelResolver
-
-        resolve = ModelResolver().resolve
     pairs = [(role, resolve(spec, "captioner" if role == "captioner" else "reasoner"))
              for role, spec in specs if spec not in skip]
     precheck(pairs, BUDGET_FLAGS)
