@@ -268,3 +268,22 @@ def test_a_reasoning_parsers_thinking_is_kept_apart_from_the_reply(thinking_serv
     result = build_rapid_graph(reasoner=thinking_server, resolver=ModelResolver()).invoke(
         {"question": "How many circles?", "captions": ["three red circles"]})
     assert result["answer"] == "3" and "Three circles." in result["reasoning"]  # graded from the reply only
+
+
+def test_an_eval_against_a_hung_reasoner_ends_soon_with_every_sample_saying_why(tmp_path):
+    from evals.config import EvalConfig
+    from evals.runner import RunOptions, run_eval
+    from rapid_agent.testing import echo_captioner, fact_reasoner
+    from rapid_agent.testing.openai_server import ScriptedOpenAIServer
+
+    with ScriptedOpenAIServer(fact_reasoner({}), model_name="r", failure_rate=1.0, failure_kinds=("hang",),
+                              hang_s=30) as server:
+        config = EvalConfig(captioner="cap", reasoners=(server.spec,), limit=4, prompt_preset="paper-train",
+                            reasoner_generation=GenerationSettings(timeout_s=0.5))
+        options = RunOptions(output_dir=tmp_path / "out", cache_path=None, show=0, progress=False, retries=5,
+                             retry_initial_s=0.01)
+        result = run_eval(config, options, models={"cap": echo_captioner()})
+        assert result.errors == 4
+        assert server.requests <= 3 * 4  # hung after 2 timeouts' worth: most of the 6 attempts per sample never sent
+    errors = [json.loads(line)["error"] for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert len(errors) == 4 and all("looks hung" in e and "resume" in e for e in errors)
