@@ -55,6 +55,22 @@ def console_script(name: str, extra: str) -> str:
     return found
 
 
+class OpenAIEndpoint:
+    """What a loopback server speaking the OpenAI chat API offers: its `base_url` and model `spec`."""
+
+    port: int
+    model_name: str
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def spec(self) -> str:
+        """The model spec string for this server (`openai:MODEL@URL`)."""
+        return f"openai:{self.model_name}@{self.base_url}"
+
+
 class ServerProcess(ABC):
     """A server subprocess whose output goes to a log file, stopped by its process id on exit."""
 
@@ -103,7 +119,7 @@ class ServerProcess(ABC):
         self.stop()
 
 
-class LocalOpenAIServer(ServerProcess):
+class LocalOpenAIServer(OpenAIEndpoint, ServerProcess):
     """`transformers serve MODEL` on a free loopback port, stopped by its process id on exit."""
 
     log_prefix = "transformers-serve-"
@@ -118,13 +134,9 @@ class LocalOpenAIServer(ServerProcess):
         self.extra_args = list(extra_args)  # e.g. ["--continuous-batching"]
 
     @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def spec(self) -> str:
-        """The model spec string for this server (`openai:MODEL@URL`)."""
-        return f"openai:{self.model_path}@{self.base_url}"
+    def model_name(self) -> str:
+        """`transformers serve` serves a model under its path."""
+        return self.model_path
 
     def start(self) -> LocalOpenAIServer:
         command = [

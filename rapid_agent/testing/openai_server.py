@@ -31,11 +31,12 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import convert_to_messages
 
 from rapid_agent.errors import BackendError
+from rapid_agent.testing.local_servers import OpenAIEndpoint
 
 FailureKind = Literal["error", "hang"]
 
 
-class ScriptedOpenAIServer:
+class ScriptedOpenAIServer(OpenAIEndpoint):
     """Serves `model` as `model_name` at `base_url` (`/v1/chat/completions`, `/v1/models`, `/health`).
 
     Counters: `requests` (chat requests received), `failures` (injected failures by kind).
@@ -73,15 +74,6 @@ class ScriptedOpenAIServer:
         if self._socket is None:
             raise BackendError("the scripted server is not started")
         return self._socket.getsockname()[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def spec(self) -> str:
-        """The model spec string for this server (`openai:MODEL@URL`)."""
-        return f"openai:{self.model_name}@{self.base_url}"
 
     def start(self) -> ScriptedOpenAIServer:
         self._socket = socket.socket()

