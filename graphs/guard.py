@@ -94,7 +94,7 @@ class AllowlistResolver(ModelResolver):
     """A `ModelResolver` that builds models only from the settings' allowed specs."""
 
     def __init__(self, settings: ServeSettings) -> None:
-        super().__init__({"captioner": settings.generation(), "reasoner": settings.generation()})
+        super().__init__({role: settings.generation(role) for role in ("captioner", "reasoner")})
         self.settings = settings
 
     def resolve(self, model: BaseChatModel | str, role: Role) -> BaseChatModel:

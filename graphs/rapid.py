@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from langgraph.graph.state import CompiledStateGraph
 
 from graphs.guard import AllowlistResolver
-from graphs.settings import ServeSettings
+from graphs.settings import ENV_NAMES, ServeSettings
 from rapid_agent import build_rapid_graph
 from rapid_agent.models.served import precheck
 from rapid_agent.models.spec import ModelResolver
@@ -49,7 +49,7 @@ _resolver = AllowlistResolver(_settings)
 # a served captioner or reasoner with a wrong name, URL or budget fails the server's start-up, not its first run
 precheck(
     [(role, _resolver.resolve(spec, role)) for role, spec in (("captioner", _settings.captioner), ("reasoner", _settings.reasoner))],
-    {"captioner": "RAPID_MAX_NEW_TOKENS", "reasoner": "RAPID_MAX_NEW_TOKENS"},
+    {"captioner": ENV_NAMES["caption_max_new_tokens"], "reasoner": ENV_NAMES["reason_max_new_tokens"]},
 )
 graph = graph_from_env(resolver=_resolver)
 graph_recaption = graph_from_env(

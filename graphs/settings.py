@@ -8,7 +8,9 @@
     RAPID_ROUNDS_LIMIT                 most rounds a run's context may ask for (default 3)
     RAPID_ALLOWED_SPECS                comma-separated extra model specs a run's context may name;
                                        RAPID_CAPTIONER and RAPID_REASONER are always allowed
-    RAPID_MAX_NEW_TOKENS               decoding budget per model call (default 1024)
+    RAPID_CAPTION_MAX_NEW_TOKENS       captioner budget per call (default: the role's, 1024; 64 for tiny)
+    RAPID_REASON_MAX_NEW_TOKENS        reasoner budget per call (default: the role's, 8192; 64 for tiny);
+                                       a served model's budget is fitted to the context its server reports
     RAPID_CALL_TIMEOUT_S               bound on each model call, seconds (default 120)
     RAPID_IMAGE_ROOT                   local image paths are accepted only under this folder (unset: none)
     RAPID_ALLOW_IMAGE_URLS             "1" to fetch public http(s) image URLs (default off)
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from rapid_agent import GenerationSettings, ImagePolicy
 from rapid_agent.errors import ConfigError
 from rapid_agent.graph import MAX_QUESTION_CHARS
+from rapid_agent.models.spec import Role
 
 ENV_NAMES = {
     "captioner": "RAPID_CAPTIONER",
@@ -39,7 +42,8 @@ ENV_NAMES = {
     "recaption_graph_rounds": "RAPID_RECAPTION_GRAPH_ROUNDS",
     "rounds_limit": "RAPID_ROUNDS_LIMIT",
     "allowed_specs": "RAPID_ALLOWED_SPECS",
-    "max_new_tokens": "RAPID_MAX_NEW_TOKENS",
+    "caption_max_new_tokens": "RAPID_CAPTION_MAX_NEW_TOKENS",
+    "reason_max_new_tokens": "RAPID_REASON_MAX_NEW_TOKENS",
     "call_timeout_s": "RAPID_CALL_TIMEOUT_S",
     "image_root": "RAPID_IMAGE_ROOT",
     "allow_image_urls": "RAPID_ALLOW_IMAGE_URLS",
@@ -64,7 +68,8 @@ class ServeSettings(BaseModel):
     recaption_graph_rounds: int = Field(2, ge=1)
     rounds_limit: int = Field(3, ge=0)
     allowed_specs: tuple[str, ...] = ()
-    max_new_tokens: int = Field(1024, gt=0)
+    caption_max_new_tokens: int | None = Field(None, gt=0)
+    reason_max_new_tokens: int | None = Field(None, gt=0)
     call_timeout_s: float = Field(120.0, gt=0)
     image_root: Path | None = None
     allow_image_urls: bool = False
@@ -84,6 +89,11 @@ class ServeSettings(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServeSettings:
         """Read `RAPID_*` variables; a bad value raises `ConfigError` naming the variable."""
+        if env.get("RAPID_MAX_NEW_TOKENS", "").strip():
+            raise ConfigError(
+                "RAPID_MAX_NEW_TOKENS is replaced by RAPID_CAPTION_MAX_NEW_TOKENS and RAPID_REASON_MAX_NEW_TOKENS "
+                "(one budget per role; unset: the role's default, fitted to a served model's context)"
+            )
         values: dict[str, object] = {}
         for field, name in ENV_NAMES.items():
             raw = env.get(name, "").strip()
@@ -119,5 +129,7 @@ class ServeSettings(BaseModel):
             max_images=self.max_images,
         )
 
-    def generation(self) -> GenerationSettings:
-        return GenerationSettings(max_new_tokens=self.max_new_tokens, timeout_s=self.call_timeout_s)
+    def generation(self, role: Role) -> GenerationSettings:
+        """Decoding settings of one role (None budgets fall back to the role's default)."""
+        budget = self.caption_max_new_tokens if role == "captioner" else self.reason_max_new_tokens
+        return GenerationSettings(max_new_tokens=budget, timeout_s=self.call_timeout_s)

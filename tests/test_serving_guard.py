@@ -110,11 +110,16 @@ def test_settings_come_from_the_environment_and_bad_values_name_the_variable(tmp
     assert (policy.allowed_root, policy.allow_local_paths, policy.allow_urls, policy.max_images) == (tmp_path, True, False, 2)
     assert "k1" not in repr(settings) and [k.get_secret_value() for k in settings.api_keys] == ["k1", "k2"]
     assert ServeSettings.from_env({}).image_policy().allow_local_paths is False  # no root: no local paths at all
+    budgets = ServeSettings.from_env({"RAPID_CAPTION_MAX_NEW_TOKENS": "256"})
+    assert budgets.generation("captioner").budget("captioner") == 256
+    assert budgets.generation("reasoner").budget("reasoner") == 8192  # unset: the role's default
     for env, message in [
         ({"RAPID_MAX_IMAGES": "many"}, "RAPID_MAX_IMAGES: Input should be a valid integer"),
         ({"RAPID_MAX_TEXT_CHARS": "999999"}, "RAPID_MAX_TEXT_CHARS: Input should be less than or equal to 20000"),
         ({"RAPID_IMAGE_ROOT": str(tmp_path / "missing")}, "RAPID_IMAGE_ROOT: Value error, .* is not a folder"),
         ({"RAPID_ALLOW_IMAGE_URLS": "yes"}, "RAPID_ALLOW_IMAGE_URLS must be 0 or 1"),
+        ({"RAPID_REASON_MAX_NEW_TOKENS": "0"}, "RAPID_REASON_MAX_NEW_TOKENS: Input should be greater than 0"),
+        ({"RAPID_MAX_NEW_TOKENS": "512"}, "replaced by RAPID_CAPTION_MAX_NEW_TOKENS and RAPID_REASON_MAX_NEW_TOKENS"),
     ]:
         with pytest.raises(ConfigError, match=message):
             ServeSettings.from_env(env)

@@ -163,7 +163,7 @@ def test_served_run_with_context_override_then_stopped_by_pid(models, image_root
     models are the tiny local ones (loaded in the server process); the override is a scripted endpoint."""
     captioner_path, reasoner_path = (str(p) for p in tiny_models)
     env = serve_env(models, image_root) | {
-        "RAPID_CAPTIONER": f"hf:{captioner_path}", "RAPID_REASONER": f"hf:{reasoner_path}", "RAPID_MAX_NEW_TOKENS": "8",
+        "RAPID_CAPTIONER": f"hf:{captioner_path}", "RAPID_REASONER": f"hf:{reasoner_path}", "RAPID_CAPTION_MAX_NEW_TOKENS": "8", "RAPID_REASON_MAX_NEW_TOKENS": "8",
     }
     async def runs(url: str) -> list[dict]:
         client = get_client(url=url, api_key=KEY)
