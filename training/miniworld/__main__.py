@@ -25,8 +25,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="work folder (default runs/miniworld, or runs/miniworld-quick)")
     p.add_argument("--docs", type=Path, help="report file (default docs/miniworld.md; OUT/miniworld.md with --quick)")
     p.add_argument("--no-install", action="store_true", help="keep the shipped weights as they are")
+    p.add_argument("--config", type=Path, help="JSON file of MiniworldConfig fields (over the full or quick settings)")
     p.add_argument("--vpo-learning-rate", type=float, help="VPO learning rate (default from the config)")
+    p.add_argument("--lr-scale", type=float, help="multiply every learning rate (a tiny value checks the claims fail)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stop-after", choices=["reasoner-small", "reasoner-large", "captioner-sft", "captioner", "evals"],
+                   help="stop once this stage is done (a later run resumes there)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -36,13 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
 
-    torch.set_num_threads(2)
-    overrides = {"seed": args.seed} | ({"vpo_learning_rate": args.vpo_learning_rate} if args.vpo_learning_rate else {})
+    if not torch.cuda.is_available():
+        torch.set_num_threads(args.threads)
+    overrides = json.loads(args.config.read_text()) if args.config else {}
+    overrides |= {"seed": args.seed} | ({"vpo_learning_rate": args.vpo_learning_rate} if args.vpo_learning_rate else {})
+    overrides |= {"lr_scale": args.lr_scale} if args.lr_scale else {}
     config = MiniworldConfig.quick(**overrides) if args.quick else MiniworldConfig(**overrides)
     out = args.out or Path("runs") / ("miniworld-quick" if args.quick else "miniworld")
     docs = args.docs or (out / "miniworld.md" if args.quick else Path("docs") / "miniworld.md")
     pipeline = Pipeline(config, out, progress=not args.no_progress)
-    result = pipeline.run()
+    result = pipeline.run(stop_after=args.stop_after)
+    if args.stop_after and args.stop_after != "evals":
+        return 0
     found = claims(out / "evals" / "all" / "summary.json")
     (out / "claims.json").write_text(json.dumps(found, indent=1) + "\n")
     command = ["python", "-m", "training.miniworld", *(argv if argv is not None else sys.argv[1:])]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -33,17 +34,18 @@ class MiniworldConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seed: int = 0
-    reasoner_small: SFTStage = SFTStage(steps=900, batch_size=64, examples=30_000)
-    reasoner_large: SFTStage = SFTStage(steps=900, batch_size=64, examples=30_000)
+    reasoner_small: SFTStage = SFTStage(steps=1200, batch_size=64, examples=40_000)
+    reasoner_large: SFTStage = SFTStage(steps=1200, batch_size=64, examples=40_000)
     small_size: ReasonerSize = ReasonerSize(hidden_size=128, num_hidden_layers=2)
     large_size: ReasonerSize = ReasonerSize(hidden_size=160, num_hidden_layers=3)
-    captioner: SFTStage = SFTStage(steps=2000, batch_size=16, examples=16_000)
+    captioner: SFTStage = SFTStage(steps=2700, batch_size=16, examples=24_000)
     full_probability: float = Field(0.2, ge=0, le=1, description="Share of SFT captions describing every bar.")
     direct_fraction: float = Field(0.2, ge=0, lt=1, description="Share of captioner rows answering directly.")
-    vpo_steps: int = Field(150, gt=0)
-    vpo_learning_rate: float = Field(3e-4, gt=0)
+    vpo_steps: int = Field(100, gt=0)
+    vpo_learning_rate: float = Field(5e-4, gt=0)
     vpo_prompts: int = Field(4000, gt=0, description="Distinct training questions VPO draws from.")
     eval_items: int = Field(500, gt=0)
+    lr_scale: float = Field(1.0, gt=0, description="Multiplies every learning rate (1e-6: a broken training step, for tests).")
     max_new_tokens: int = Field(64, gt=0)
 
     @classmethod
@@ -103,7 +105,8 @@ class Pipeline:
     def model(self, name: str) -> Path:
         return self.models / name
 
-    def run(self) -> dict[str, Any]:
+    def run(self, stop_after: str | None = None) -> dict[str, Any]:
+        """Run (or resume) the stages; with `stop_after`, stop once that stage is done."""
         from tqdm.auto import tqdm
 
         steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -117,14 +120,33 @@ class Pipeline:
         ]
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(self.config.model_dump_json(indent=1) + "\n")
+        if stop_after is not None and stop_after not in dict(steps):
+            raise ValueError(f"unknown stage {stop_after!r}; stages: {', '.join(dict(steps))}")
         bar = tqdm(steps, desc="miniworld", unit="stage", disable=not self.progress, position=0)
         for name, fn in bar:
             bar.set_postfix_str(name)
             start = time.monotonic()
             info = fn()
             self.stages.append(Stage(name=name, seconds=time.monotonic() - start, info=info))
+            if not info.get("skipped"):
+                self._record_time(name, self.stages[-1].seconds)
             tqdm.write(f"{SEP}\nstage {name}: {self.stages[-1].seconds:.0f} s\n{SEP}")
+            if name == stop_after:
+                break
         return {"stages": [s.model_dump() for s in self.stages]}
+
+    def scaled(self, stage: SFTStage) -> SFTStage:
+        return stage.model_copy(update={"learning_rate": stage.learning_rate * self.config.lr_scale})
+
+    def _record_time(self, name: str, seconds: float) -> None:
+        """Keep each stage's duration and hardware in `OUT/stages.json` (stages may run on several machines)."""
+        import torch
+
+        path = self.out / "stages.json"
+        times = json.loads(path.read_text()) if path.is_file() else {}
+        device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+        times[name] = {"seconds": round(seconds, 1), "device": device}
+        path.write_text(json.dumps(times, indent=1) + "\n")
 
     # ------------------------------------------------------------------------------------- stages
 
@@ -138,7 +160,7 @@ class Pipeline:
         seed = self.config.seed + (1 if name.endswith("large") else 0)
         init = init_reasoner(work / "init", size, seed=seed)
         data = reasoner_dataset(stage.examples, seed=seed, sum_style=sum_style)
-        info = sft(init, data, stage, work / "trained", vision=False, seed=seed)
+        info = sft(init, data, self.scaled(stage), work / "trained", vision=False, seed=seed)
         info |= {"size": size.model_dump(), "sum_style": sum_style, "stage": stage.model_dump(), "params": _params(work / "trained")}
         _finish_model(work / "trained", final, info)
         return {"params": info["params"]}
@@ -153,7 +175,7 @@ class Pipeline:
         init = init_captioner(work / "init", seed=c.seed)
         data = captioner_dataset(c.captioner.examples, seed=c.seed, full_probability=c.full_probability,
                                  direct_fraction=c.direct_fraction)
-        info = sft(init, data, c.captioner, work / "trained", vision=True, seed=c.seed)
+        info = sft(init, data, self.scaled(c.captioner), work / "trained", vision=True, seed=c.seed)
         info |= {"stage": c.captioner.model_dump(), "params": _params(work / "trained")}
         _finish_model(work / "trained", final, info)
         return {"params": info["params"]}
@@ -167,8 +189,8 @@ class Pipeline:
         argv = [
             "--preset", "miniworld", "--captioner", f"hf:{self.model('captioner-sft')}",
             "--reasoner", f"hf:{self.model('reasoner-small')}", "--max-steps", str(c.vpo_steps),
-            "--learning-rate", str(c.vpo_learning_rate), "--max-samples", str(c.vpo_prompts),
-            "--seed", str(c.seed), "--save-steps", str(c.vpo_steps), "--output-dir", str(work),
+            "--learning-rate", str(c.vpo_learning_rate * c.lr_scale), "--max-samples", str(c.vpo_prompts),
+            "--seed", str(c.seed), "--save-steps", str(c.vpo_steps), "--bf16", "false", "--output-dir", str(work),
         ]
         _run_module("training.vpo", argv)
         history = json.loads(_trainer_state(work).read_text())["log_history"]
@@ -214,8 +236,11 @@ def _trainer_state(folder: Path) -> Path:
 
 def _run_module(module: str, argv: list[str]) -> None:
     """Run `python -m module argv` as its own process (its CLI exactly as a user runs it)."""
+    import torch
+
     command = [sys.executable, "-m", module, *argv]
     log.info("running %s", " ".join(command))
-    result = subprocess.run(command, check=False)
+    env = os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads())}  # the same CPU share as this process
+    result = subprocess.run(command, check=False, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited with {result.returncode}")

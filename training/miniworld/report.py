@@ -160,8 +160,9 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
     config = json.loads((out / "config.json").read_text())
     params = {name: json.loads((out / "models" / name / "training_log.json").read_text()).get("params")
               for name in MODELS if name != "captioner"}
-    stages = "\n".join(f"| {s['name']} | {s['seconds'] / 60:.1f} |" for s in result["stages"])
-    total = sum(s["seconds"] for s in result["stages"])
+    times = json.loads((out / "stages.json").read_text())
+    stages = "\n".join(f"| {name} | {t['seconds'] / 60:.1f} | {t['device']} |" for name, t in times.items())
+    total = sum(t["seconds"] for t in times.values())
     lines = [
         "# The miniature world: RAPID's claims, reproduced by tiny models trained on a CPU",
         "",
@@ -204,12 +205,12 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "",
         *_examples(out),
         "",
-        "## Stages (minutes on this machine, 2 CPU threads)",
+        "## Stages",
         "",
-        "| stage | minutes |",
-        "|---|---|",
+        "| stage | minutes | hardware |",
+        "|---|---|---|",
         stages,
-        f"| total | {total / 60:.1f} |",
+        f"| total | {total / 60:.1f} | |",
         "",
         "Settings: `" + json.dumps(config) + "`",
         "",

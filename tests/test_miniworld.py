@@ -1,0 +1,153 @@
+"""The miniature world: scenes, exact answers, text targets, prompts as the graph sends them, loader and specs."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+from PIL import Image
+
+from rapid_agent import build_rapid_graph
+from rapid_agent.answers import extract_answer, grade
+from rapid_agent.errors import ConfigError
+from rapid_agent.miniworld import MODELS, model_path, world
+from rapid_agent.testing import ScriptedChatModel
+from training.miniworld import sft
+
+
+def _solve(task: world.Task, values: dict[str, int]) -> str:
+    """The answer computed independently from the drawn values."""
+    if task.family == "value":
+        return str(values[task.asked[0]])
+    if task.family == "difference":
+        return str(values[task.asked[0]] - values[task.asked[1]])
+    if task.family == "sum":
+        return str(sum(values.values()))
+    pick = max if task.family == "tallest" else min
+    return f"bar {pick(values, key=values.get)}"
+
+
+def test_tasks_are_deterministic_balanced_and_exact():
+    first, again = list(world.tasks("test", 200)), list(world.tasks("test", 200))
+    assert first == again
+    assert first != list(world.tasks("test", 200, seed=1))
+    assert {f: sum(t.family == f for t in first) for f in world.FAMILIES} == dict.fromkeys(world.FAMILIES, 40)
+    for task in first:
+        values = dict(zip(task.scene.labels, task.scene.values, strict=True))
+        assert len(set(task.scene.values)) == len(values) in (3, 4)
+        assert all(1 <= v <= world.MAX_VALUE for v in values.values())
+        assert task.answer == _solve(task, values)
+        if task.options:
+            assert task.options == tuple(f"bar {label}" for label in task.scene.labels)
+        assert int(task.answer) > 0 if task.family == "difference" else True
+
+
+def test_train_and_test_scenes_never_overlap():
+    train = {t.scene.values for t in world.tasks("train", 3000)}
+    test = {t.scene.values for t in world.tasks("test", 1000)}
+    assert not train & test
+    assert all(world.Scene(values=v).split == "test" for v in test)
+
+
+def test_drawing_shows_each_bar_at_its_height_in_its_slot():
+    scene = world.Scene(values=(19, 1, 7, 12))
+    image = world.draw(scene)
+    assert image.size == (224, 224) and image.mode == "RGB"
+    pixels = image.load()
+    for i, value in enumerate(scene.values):
+        x = i * world.SLOT + world.SLOT // 2
+        coloured = [y for y in range(world.BASELINE) if pixels[x, y] == world._COLORS[i]]
+        assert len(coloured) == value * world.UNIT, (scene.labels[i], value)
+    assert Image.open(__import__("io").BytesIO(world.png(scene))).size == (224, 224)
+
+
+@pytest.mark.parametrize("style", ["line", "partial"])
+def test_reasoner_work_is_correct_arithmetic_and_grades_right(style):
+    for task in world.tasks("train", 100):
+        work = world.reasoner_work(task, sum_style=style)
+        assert work.endswith(f"\\boxed{{{task.letter or task.answer}}}")
+        equations = re.findall(r"(\d+(?: [+-] \d+)+) = (\d+)", work)
+        assert bool(equations) == (task.family in ("difference", "sum"))
+        for expression, result in equations:
+            terms = re.findall(r"([+-]?) ?(\d+)", expression)
+            assert int(result) == sum(-int(n) if sign == "-" else int(n) for sign, n in terms)
+        prediction = extract_answer(work, list(task.options) if task.options else None)
+        assert grade(prediction, task.answer, options=list(task.options) if task.options else None,
+                     answer_type=task.answer_type).correct
+        if task.family == "sum" and style == "partial" and len(task.scene.values) == 4:
+            assert work.count("=") == 3
+
+
+def test_descriptions_full_and_partial():
+    scene = world.Scene(values=(4, 15, 9))
+    assert world.describe(scene) == "bar A: 4; bar B: 15; bar C: 9"
+    rng = random.Random(0)
+    partial = [world.partial_description(scene, rng, full_probability=0.2) for _ in range(400)]
+    full = sum(p == world.describe(scene) for p in partial) / len(partial)
+    assert 0.1 < full < 0.3
+    assert all(p in {world.describe(scene, "".join(pair)) for pair in ("AB", "AC", "BC")} for p in partial
+               if p != world.describe(scene))
+    assert {p for p in partial if p.count("bar") == 2} == {"bar A: 4; bar B: 15", "bar A: 4; bar C: 9", "bar B: 15; bar C: 9"}
+
+
+def test_unknown_family_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown question family"):
+        world.make_task(random.Random(0), world.Scene(values=(1, 2, 3)), "area", "x")  # type: ignore[arg-type]
+
+
+def _as_dicts(messages) -> list[dict]:
+    from rapid_agent.models.hf import HFVisionChatModel
+
+    converted = HFVisionChatModel(model_path="unused")._conversation(messages)
+    return [{"role": m["role"], "content": [p if p["type"] == "text" else {"type": "image"} for p in m["content"]]}
+            for m in converted]
+
+
+def _multimodal(prompt: list[dict]) -> list[dict]:
+    from trl.data_utils import prepare_multimodal_messages
+
+    return [{"role": m["role"], "content": [p if p["type"] == "text" else {"type": "image"} for p in m["content"]]}
+            for m in prepare_multimodal_messages(prompt, images=[Image.new("RGB", (8, 8))])]
+
+
+@pytest.mark.parametrize("family", world.FAMILIES)
+def test_training_prompts_are_what_the_graph_sends(family):
+    """SFT and VPO prompts equal the graph's messages: caption, direct (tentative) and reasoner turns."""
+    task = next(t for t in world.tasks("test", 5) if t.family == family)
+    captioner = ScriptedChatModel(respond=lambda m: world.describe(task.scene))
+    reasoner = ScriptedChatModel(respond=lambda m: "\\boxed{1}")
+    graph = build_rapid_graph(captioner, reasoner, prompt_preset="paper-eval")
+    graph.invoke({"images": [world.png(task.scene)], "question": task.question,
+                  "options": list(task.options) if task.options else None})
+    caption_call, direct_call = sorted(captioner.calls, key=lambda m: m[0].text != sft.caption_prompt(task)[0]["content"])
+    assert _as_dicts(caption_call) == _multimodal(sft.caption_prompt(task))
+    assert _as_dicts(direct_call) == _multimodal(sft.direct_prompt(task))
+
+    graph = build_rapid_graph(captioner, reasoner, prompt_preset=sft.PRESET)
+    graph.invoke({"images": [world.png(task.scene)], "question": task.question,
+                  "options": list(task.options) if task.options else None})
+    sent = [{"role": {"system": "system", "human": "user"}[m.type], "content": m.text} for m in reasoner.calls[-1]]
+    assert sent == sft.reasoner_prompt(world.describe(task.scene), task)
+
+
+def test_benchmark_loader_serves_held_out_items():
+    from evals.benchmarks import get_benchmark
+
+    samples = get_benchmark("miniworld").load(limit=50)
+    assert len(samples) == 50 and len({s.id for s in samples}) == 50
+    assert {s.metadata["family"] for s in samples} == set(world.FAMILIES)
+    assert all(world.Scene(values=tuple(s.metadata["values"])).split == "test" for s in samples)
+    mc = next(s for s in samples if s.options)
+    assert grade("A" if mc.answer == "bar A" else mc.answer, mc.answer, **mc.grading()).correct
+
+
+def test_model_specs_resolve_to_shipped_folders_or_fail_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="unknown miniworld model"):
+        model_path("reasoner-huge")
+    with pytest.raises(ConfigError, match="python -m training.miniworld"):
+        model_path("reasoner-small", weights_dir=tmp_path)
+    (tmp_path / "reasoner-small").mkdir()
+    (tmp_path / "reasoner-small" / "config.json").write_text("{}")
+    assert model_path("reasoner-small", weights_dir=tmp_path) == tmp_path / "reasoner-small"
+    assert set(MODELS) == {"captioner", "captioner-sft", "reasoner-small", "reasoner-large"}
