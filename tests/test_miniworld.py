@@ -151,3 +151,32 @@ def test_model_specs_resolve_to_shipped_folders_or_fail_clearly(tmp_path):
     (tmp_path / "reasoner-small" / "config.json").write_text("{}")
     assert model_path("reasoner-small", weights_dir=tmp_path) == tmp_path / "reasoner-small"
     assert set(MODELS) == {"captioner", "captioner-sft", "reasoner-small", "reasoner-large"}
+
+
+def test_claims_read_paired_differences_in_either_order(tmp_path):
+    import json
+
+    from training.miniworld.report import RUNS, claims
+
+    def comparison(a, b, diff, low, high):
+        return {"a": a, "b": b, "benchmark": "miniworld", "n": 500, "dropped": 0, "accuracy_a": 0.5 + diff / 2,
+                "accuracy_b": 0.5 - diff / 2, "difference": diff, "low": low, "high": high, "only_a_correct": 1,
+                "only_b_correct": 0, "p_value": 0.01}
+
+    comparisons = [
+        comparison(RUNS["small_vpo"], RUNS["blind_small"], 0.5, 0.45, 0.55),
+        comparison(RUNS["small_sft"], RUNS["small_vpo"], -0.12, -0.16, -0.08),  # stored B − A: flipped
+        comparison(RUNS["large_vpo"], RUNS["small_vpo"], 0.2, -0.01, 0.3),
+        comparison(RUNS["large_vpo"], RUNS["large_sft"], 0.09, 0.05, 0.13),
+    ]
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"runs": {}, "comparisons": comparisons}))
+    found = claims(path)
+    assert found["perception"]["holds"]
+    assert found["vpo"]["difference"] == pytest.approx(0.12) and found["vpo"]["low"] == pytest.approx(0.08)
+    assert found["vpo"]["holds"]
+    assert not found["scaling"]["holds"]  # its interval reaches below 0
+    assert found["transfer"]["holds"]
+    comparisons[1] = comparison(RUNS["small_vpo"], RUNS["small_sft"], 0.08, 0.04, 0.12)
+    path.write_text(json.dumps({"runs": {}, "comparisons": comparisons}))
+    assert not claims(path)["vpo"]["holds"]  # significant, but under the 10-point margin

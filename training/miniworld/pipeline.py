@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from training.config import MINIWORLD
 from training.miniworld.sft import ReasonerSize, SFTStage
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,14 @@ class MiniworldConfig(BaseModel):
     reasoner_large: SFTStage = SFTStage(steps=1200, batch_size=64, examples=40_000)
     small_size: ReasonerSize = ReasonerSize(hidden_size=128, num_hidden_layers=2)
     large_size: ReasonerSize = ReasonerSize(hidden_size=160, num_hidden_layers=3)
-    captioner: SFTStage = SFTStage(steps=2700, batch_size=16, examples=24_000)
+    captioner: tuple[SFTStage, ...] = (  # the digits come late: a second phase at a lower rate
+        SFTStage(steps=2700, batch_size=16, examples=24_000),
+        SFTStage(steps=3000, batch_size=16, examples=24_000, learning_rate=1e-3),
+    )
     full_probability: float = Field(0.2, ge=0, le=1, description="Share of SFT captions describing every bar.")
     direct_fraction: float = Field(0.2, ge=0, lt=1, description="Share of captioner rows answering directly.")
-    vpo_steps: int = Field(100, gt=0)
-    vpo_learning_rate: float = Field(5e-4, gt=0)
+    vpo_steps: int = Field(MINIWORLD["max_steps"], gt=0)
+    vpo_learning_rate: float = Field(MINIWORLD["learning_rate"], gt=0)
     vpo_prompts: int = Field(4000, gt=0, description="Distinct training questions VPO draws from.")
     eval_items: int = Field(500, gt=0)
     lr_scale: float = Field(1.0, gt=0, description="Multiplies every learning rate (1e-6: a broken training step, for tests).")
@@ -54,7 +58,7 @@ class MiniworldConfig(BaseModel):
         values: dict[str, Any] = {
             "reasoner_small": SFTStage(steps=250, batch_size=32, examples=6000),
             "reasoner_large": SFTStage(steps=250, batch_size=32, examples=6000),
-            "captioner": SFTStage(steps=500, batch_size=16, examples=6000),
+            "captioner": (SFTStage(steps=500, batch_size=16, examples=6000),),
             "vpo_steps": 30,
             "eval_items": 100,
         }
@@ -145,6 +149,8 @@ class Pipeline:
         path = self.out / "stages.json"
         times = json.loads(path.read_text()) if path.is_file() else {}
         device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+        if name in times and times[name]["device"] == device:  # a resumed stage: its parts add up
+            seconds += times[name]["seconds"]
         times[name] = {"seconds": round(seconds, 1), "device": device}
         path.write_text(json.dumps(times, indent=1) + "\n")
 
@@ -166,18 +172,27 @@ class Pipeline:
         return {"params": info["params"]}
 
     def train_captioner(self) -> dict[str, Any]:
+        """SFT of the captioner in phases (each a fresh cosine schedule on new examples), from scratch."""
         from training.miniworld.sft import captioner_dataset, init_captioner, sft
 
         final, c = self.model("captioner-sft"), self.config
         if _done(final):
             return {"skipped": True}
         work = self.out / "work" / "captioner-sft"
-        init = init_captioner(work / "init", seed=c.seed)
-        data = captioner_dataset(c.captioner.examples, seed=c.seed, full_probability=c.full_probability,
-                                 direct_fraction=c.direct_fraction)
-        info = sft(init, data, self.scaled(c.captioner), work / "trained", vision=True, seed=c.seed)
-        info |= {"stage": c.captioner.model_dump(), "params": _params(work / "trained")}
-        _finish_model(work / "trained", final, info)
+        current, history = init_captioner(work / "init", seed=c.seed), []
+        for i, phase in enumerate(c.captioner, 1):
+            target = work / f"phase-{i}"
+            if not _done(target):  # a finished phase is kept: an interrupted run resumes after it
+                data = captioner_dataset(phase.examples, seed=c.seed + i - 1, full_probability=c.full_probability,
+                                         direct_fraction=c.direct_fraction)
+                info = sft(current, data, self.scaled(phase), target, vision=True, seed=c.seed + i - 1)
+                (target / "training_log.json").write_text(json.dumps(info) + "\n")
+                (target / DONE).write_text("ok\n")
+            history += json.loads((target / "training_log.json").read_text())["log_history"]
+            current = target
+        info = {"log_history": history, "phases": [p.model_dump() for p in c.captioner], "params": _params(current)}
+        _finish_model(current, final, info)
+        shutil.rmtree(work, ignore_errors=True)
         return {"params": info["params"]}
 
     def train_vpo(self) -> dict[str, Any]:
@@ -203,6 +218,7 @@ class Pipeline:
         common = [
             "--benchmark", "miniworld", "--limit", str(c.eval_items), "--prompt", "paper-train",
             "--reasoner", small, "--reasoner", large, "--max-new-tokens", str(c.max_new_tokens),
+            "--caption-max-new-tokens", str(c.max_new_tokens),
             "--batch-size", "32", "--concurrency", "64", "--cache", str(evals / "captions.sqlite"), "--seed", str(c.seed),
         ]
         runs = {
