@@ -1,7 +1,10 @@
-"""End to end: `python -m training.miniworld --quick` trains every model from scratch and the claims show.
+"""End to end: `python -m training.miniworld --quick` trains every model from scratch, runs VPO and the evals.
 
-The margins are set against a run with every learning rate scaled by 1e-6 (a broken training step),
-which clears none of them (docs/miniworld.md, "Quick mode").
+The quick run is too short for the claims (the captioner starts reading digits after ~2,000 SFT
+steps; docs/miniworld.md): these tests check that every stage runs through the project's own CLIs,
+that every supervised stage learns (a run with learning rates scaled by 1e-6 fails this), and that
+the report and claims are produced. The claims themselves are asserted on the shipped weights
+(tests/test_miniworld_shipped.py).
 """
 
 from __future__ import annotations
@@ -12,17 +15,16 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
-QUICK_MARGINS = {"perception": 0.15, "vpo": 0.05, "scaling": 0.0}
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+LEARNED = 0.35  # final SFT loss below this fraction of the first logged loss
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("miniworld-quick")
     result = subprocess.run(
-        [sys.executable, "-m", "training.miniworld", "--quick", "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, timeout=3000, check=False,
+        [sys.executable, "-m", "training.miniworld", "--quick", "--out", str(out), "--no-progress", "--threads", "1"],
+        capture_output=True, text=True, timeout=3300, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
@@ -33,11 +35,20 @@ def test_quick_run_writes_models_report_and_claims(quick_run):
         assert (quick_run / "models" / name / "model.safetensors").is_file()
     report = (quick_run / "miniworld.md").read_text()
     assert "## The claims" in report and (quick_run / "miniworld" / "vpo_curves.png").is_file()
-    summary = json.loads((quick_run / "evals" / "all" / "summary.json").read_text())
-    assert summary["runs"]["reasoner-small [decoupled] (vpo)"]["benchmarks"]["miniworld"]["accuracy"]["n"] == 100
+    found = json.loads((quick_run / "claims.json").read_text())
+    assert {"perception", "vpo", "scaling", "transfer"} <= found.keys()
+    assert found["vpo"]["n"] == 100
 
 
-@pytest.mark.parametrize("claim", sorted(QUICK_MARGINS))
-def test_quick_run_shows_each_claim(quick_run, claim):
-    found = json.loads((quick_run / "claims.json").read_text())[claim]
-    assert found["difference"] > QUICK_MARGINS[claim], found
+@pytest.mark.parametrize("name", ["reasoner-small", "reasoner-large", "captioner-sft"])
+def test_quick_run_supervised_stages_learn(quick_run, name):
+    history = json.loads((quick_run / "models" / name / "training_log.json").read_text())["log_history"]
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert losses[-1] < LEARNED * losses[0], losses
+
+
+def test_quick_run_vpo_trained_through_the_graph_reward(quick_run):
+    history = json.loads((quick_run / "models" / "captioner" / "training_log.json").read_text())["log_history"]
+    steps = [h for h in history if "vpo/reward_mean" in h]
+    assert len(steps) == 30
+    assert all(0 <= h["vpo/reward_mean"] <= 1 and h["vpo/reasoner_errors"] == 0 for h in steps)

@@ -102,7 +102,7 @@ class Pipeline:
     """Runs the stages in order into `out`; `report` is called with the results at the end."""
 
     def __init__(self, config: MiniworldConfig, out: Path, *, progress: bool = True) -> None:
-        self.config, self.out, self.progress = config, Path(out), progress
+        self.config, self.out, self.progress = config, Path(out).resolve(), progress  # absolute: short run labels
         self.models = self.out / "models"
         self.stages: list[Stage] = []
 

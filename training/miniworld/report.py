@@ -7,6 +7,7 @@ reasoner reading the VPO captioner's captions, `(sft)` the SFT captioner's.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -45,9 +46,16 @@ def _difference(summary: dict[str, Any], a: str, b: str) -> dict[str, Any]:
     raise KeyError(f"no comparison of {a!r} and {b!r} in the eval summary")
 
 
+def _name(label: str) -> str:
+    """A run label with model folders reduced to their names (`hf:runs/x/models/reasoner-small` → `reasoner-small`)."""
+    return re.sub(r"hf:\S*/", "", label)
+
+
 def claims(summary_path: Path) -> dict[str, Any]:
     """The three claims, each with its paired differences and whether it holds."""
     summary = json.loads(Path(summary_path).read_text())
+    summary["runs"] = {_name(label): run for label, run in summary["runs"].items()}
+    summary["comparisons"] = [c | {"a": _name(c["a"]), "b": _name(c["b"])} for c in summary["comparisons"]]
     perception = _difference(summary, RUNS["small_vpo"], RUNS["blind_small"])
     vpo = _difference(summary, RUNS["small_vpo"], RUNS["small_sft"])
     scaling = _difference(summary, RUNS["large_vpo"], RUNS["small_vpo"])
@@ -125,7 +133,7 @@ def _examples(out: Path, count: int = 4) -> list[str]:
         found = {}
         for line in path.read_text().splitlines():
             r = json.loads(line)
-            if r["run"] == "reasoner-small [decoupled]":
+            if _name(r["run"]) == "reasoner-small [decoupled]":
                 found[r["id"]] = r
         return found
 
