@@ -126,8 +126,8 @@ def _family_table(found: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _examples(out: Path, count: int = 4) -> list[str]:
-    """Captions of the same held-out items before and after VPO, with the small reasoner's answers."""
+def _examples(out: Path, count: int = 5) -> list[str]:
+    """Captions of the first held-out items (one per family) before and after VPO, with the small reasoner's answers."""
     def records(folder: str) -> dict[str, dict]:
         path = out / "evals" / folder / "samples.jsonl"
         found = {}
@@ -219,6 +219,16 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "|---|---|---|",
         stages,
         f"| total | {total / 60:.1f} | |",
+        "",
+        "Stages are sized in steps and examples, not minutes; a finished stage is kept, so the command resumes "
+        "where it stopped, on whatever machine runs it (SFT uses a GPU when there is one, in fp32; the shipped "
+        "weights are fp16). `python -m training.miniworld --quick` runs every stage at a fraction of these steps "
+        "(a CI check that the pipeline runs and learns; too short for the captioner to read digits).",
+        "",
+        "Reproduce the figures from the shipped weights: `python -m evals.run --captioner miniworld:captioner "
+        "--reasoner miniworld:reasoner-small --reasoner miniworld:reasoner-large --benchmark miniworld --limit "
+        f"{config['eval_items']} --prompt paper-train --max-new-tokens 64 --caption-max-new-tokens 64 --mode decoupled "
+        "--mode direct --mode blind` (and `--captioner miniworld:captioner-sft`).",
         "",
         "Settings: `" + json.dumps(config) + "`",
         "",

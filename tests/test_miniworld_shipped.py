@@ -1,0 +1,64 @@
+"""The shipped miniature-world weights reproduce RAPID's claims through `python -m evals.run` (as the README runs them).
+
+Greedy decoding on the first held-out items of the `miniworld` benchmark, with the margins the full
+run cleared on 500 items (docs/miniworld.md); the manifest names the command that made the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rapid_agent.miniworld import MANIFEST, MODELS, WEIGHTS_DIR, model_path
+from training.miniworld.report import claims
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+ITEMS = 150
+
+
+def _eval(captioner: str, out, *modes: str) -> None:
+    argv = [
+        sys.executable, "-m", "evals.run", "--captioner", captioner, "--reasoner", "miniworld:reasoner-small",
+        "--reasoner", "miniworld:reasoner-large", "--benchmark", "miniworld", "--limit", str(ITEMS),
+        "--prompt", "paper-train", "--max-new-tokens", "64", "--caption-max-new-tokens", "64", "--batch-size", "32",
+        "--concurrency", "64", "--no-cache", "--no-progress", "--show", "0", "--output-dir", str(out),
+    ]
+    for mode in modes:
+        argv += ["--mode", mode]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=1500, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def found(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shipped")
+    _eval("miniworld:captioner", root / "vpo", "decoupled", "blind")
+    _eval("miniworld:captioner-sft", root / "sft", "decoupled")
+    result = subprocess.run([sys.executable, "-m", "evals.merge", str(root / "vpo"), str(root / "sft"),
+                             "--output-dir", str(root / "all")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return claims(root / "all" / "summary.json")
+
+
+def test_weights_ship_with_their_manifest():
+    manifest = json.loads((WEIGHTS_DIR / MANIFEST).read_text())
+    assert manifest["command"][:3] == ["python", "-m", "training.miniworld"]
+    assert "seed" in manifest and "config" in manifest
+    total = sum(f.stat().st_size for name in MODELS for f in model_path(name).iterdir())
+    assert total < 20 * 2**20
+
+
+def test_perception_matters(found):
+    assert found["perception"]["difference"] > 0.2, found["perception"]
+
+
+def test_vpo_beats_the_sft_captioner_by_ten_points(found):
+    assert found["vpo"]["difference"] >= 0.10 and found["vpo"]["low"] > 0, found["vpo"]
+
+
+def test_larger_reasoner_scores_higher_with_the_same_captions(found):
+    assert found["scaling"]["difference"] > 0, found["scaling"]
+    assert found["transfer"]["difference"] > 0, found["transfer"]
