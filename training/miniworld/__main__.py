@@ -27,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-install", action="store_true", help="keep the shipped weights as they are")
     p.add_argument("--config", type=Path, help="JSON file of MiniworldConfig fields (over the full or quick settings)")
     p.add_argument("--vpo-learning-rate", type=float, help="VPO learning rate (default from the config)")
+    p.add_argument("--vpo-steps", type=int, help="VPO optimizer steps (default from the config)")
     p.add_argument("--lr-scale", type=float, help="multiply every learning rate (a tiny value checks the claims fail)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stop-after", choices=["reasoner-small", "reasoner-large", "captioner-sft", "captioner", "evals"],
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = json.loads(args.config.read_text()) if args.config else {}
     overrides |= {"seed": args.seed} | ({"vpo_learning_rate": args.vpo_learning_rate} if args.vpo_learning_rate else {})
     overrides |= {"lr_scale": args.lr_scale} if args.lr_scale else {}
+    overrides |= {"vpo_steps": args.vpo_steps} if args.vpo_steps else {}
     config = MiniworldConfig.quick(**overrides) if args.quick else MiniworldConfig(**overrides)
     out = args.out or Path("runs") / ("miniworld-quick" if args.quick else "miniworld")
     docs = args.docs or (out / "miniworld.md" if args.quick else Path("docs") / "miniworld.md")
