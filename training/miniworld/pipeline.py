@@ -48,6 +48,7 @@ class MiniworldConfig(BaseModel):
     vpo_steps: int = Field(MINIWORLD["max_steps"], gt=0)
     vpo_learning_rate: float = Field(MINIWORLD["learning_rate"], gt=0)
     vpo_prompts: int = Field(4000, gt=0, description="Distinct training questions VPO draws from.")
+    vpo_settings: dict[str, str] = Field(default_factory=dict, description="Further VPOConfig fields (over the preset).")
     eval_items: int = Field(500, gt=0)
     lr_scale: float = Field(1.0, gt=0, description="Multiplies every learning rate (1e-6: a broken training step, for tests).")
     max_new_tokens: int = Field(64, gt=0)
@@ -207,6 +208,8 @@ class Pipeline:
             "--learning-rate", str(c.vpo_learning_rate * c.lr_scale), "--max-samples", str(c.vpo_prompts),
             "--seed", str(c.seed), "--save-steps", str(c.vpo_steps), "--bf16", "false", "--output-dir", str(work),
         ]
+        for name, value in c.vpo_settings.items():
+            argv += [f"--{name.replace('_', '-')}", value]
         _run_module("training.vpo", argv)
         history = json.loads(_trainer_state(work).read_text())["log_history"]
         _finish_model(work, final, {"log_history": history, "argv": ["python", "-m", "training.vpo", *argv]})
