@@ -168,3 +168,23 @@ def test_stdout_carries_the_protocol_alone():
     assert done.returncode == 0, done.stderr
     assert done.stdout == '{"jsonrpc": "2.0"}\n'
     assert "stray print" in done.stderr and "stray native write" in done.stderr
+
+
+def test_every_flag_sets_the_setting_of_the_same_meaning(tmp_path):
+    """Each CLI flag lands in the `ServeSettings` field it documents (a flag naming a removed setting
+    would fail here, not at a user's first start)."""
+    from graphs.settings import ServeSettings
+    from rapid_agent.mcp.__main__ import _FLAGS, parse_args, settings_env
+
+    values = {
+        "captioner": "tiny", "reasoner": "tiny", "allowed_root": str(tmp_path), "allowed_specs": "tiny",
+        "prompt_preset": "paper-train", "max_recaption_rounds": "2", "caption_max_new_tokens": "77",
+        "reason_max_new_tokens": "99", "call_timeout_s": "7.5",
+    }
+    argv = [f"--{flag.replace('_', '-')}" for flag in _FLAGS if flag not in values] + [
+        arg for flag, value in values.items() for arg in (f"--{flag.replace('_', '-')}", value)
+    ]
+    settings = ServeSettings.from_env(settings_env(parse_args(argv), environ={}))
+    assert settings.caption_max_new_tokens == 77 and settings.reason_max_new_tokens == 99
+    assert settings.image_root == tmp_path and settings.allow_image_urls and settings.max_recaption_rounds == 2
+    assert settings.call_timeout_s == 7.5 and settings.allowed_specs == ("tiny",)

@@ -39,7 +39,8 @@ _FLAGS = {  # flag -> settings field (its RAPID_* variable)
     "allow_image_urls": "allow_image_urls",
     "prompt_preset": "prompt_preset",
     "max_recaption_rounds": "max_recaption_rounds",
-    "max_new_tokens": "max_new_tokens",
+    "caption_max_new_tokens": "caption_max_new_tokens",
+    "reason_max_new_tokens": "reason_max_new_tokens",
     "call_timeout_s": "call_timeout_s",
 }
 
@@ -62,7 +63,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--prompt-preset", help=f"prompt preset ({env['prompt_preset']})")
     parser.add_argument("--max-recaption-rounds", help=f"re-caption rounds ({env['max_recaption_rounds']}; default 0)")
-    parser.add_argument("--max-new-tokens", help=f"decoding budget per model call ({env['max_new_tokens']})")
+    parser.add_argument(
+        "--caption-max-new-tokens", help=f"captioner budget per call ({env['caption_max_new_tokens']}; default: the role's)"
+    )
+    parser.add_argument(
+        "--reason-max-new-tokens", help=f"reasoner budget per call ({env['reason_max_new_tokens']}; default: the role's)"
+    )
     parser.add_argument("--call-timeout-s", help=f"bound on each model call, seconds ({env['call_timeout_s']})")
     return parser.parse_args(argv)
 
