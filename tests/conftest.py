@@ -11,7 +11,10 @@ from PIL import Image, ImageDraw
 from rapid_agent.testing import ensure_tiny_models
 from rapid_agent.testing.local_servers import LocalOpenAIServer
 
-pytest_plugins = ["rapid_agent.testing.vllm_pytest"]  # the `vllm` marker and the session's real vLLM server
+pytest_plugins = [
+    "rapid_agent.testing.vllm_pytest",  # the `vllm` marker and the session's real vLLM server
+    "rapid_agent.testing.miniworld_pytest",  # the `miniworld_quick` marker: one quick run, in the background
+]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -10,24 +10,17 @@ the report and claims are produced. The claims themselves are asserted on the sh
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.slow, pytest.mark.miniworld_quick, pytest.mark.timeout(3600)]
 LEARNED = 0.35  # final SFT loss below this fraction of the first logged loss
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("miniworld-quick")
-    result = subprocess.run(
-        [sys.executable, "-m", "training.miniworld", "--quick", "--out", str(out), "--no-progress", "--threads", "1"],
-        capture_output=True, text=True, timeout=3300, check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
+@pytest.fixture
+def quick_run(miniworld_quick_run):
+    """The session's quick run (started in the background at collection; rapid_agent.testing.miniworld_pytest)."""
+    return miniworld_quick_run
 
 
 def test_quick_run_writes_models_report_and_claims(quick_run):

@@ -1,0 +1,80 @@
+"""A pytest plugin: `python -m training.miniworld --quick` run once per session, in the background.
+
+Enable it with `pytest_plugins = ["rapid_agent.testing.miniworld_pytest"]` in a `conftest.py`; tests
+marked `miniworld_quick` ask for the `miniworld_quick_run` fixture (the run's output folder). As soon
+as collection selects such a test, the quick run starts as its own process (one torch thread), so its
+minutes of training overlap with the rest of the suite; the fixture waits for it and fails, with the
+end of the run's log, if it did not succeed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+MARKER = "miniworld_quick"
+TIMEOUT_S = 3300  # a hang guard: the quick run takes minutes
+
+
+class QuickRun:
+    """The background `python -m training.miniworld --quick` process and its folder."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="miniworld-quick-")
+        self.out = Path(self._tmp.name) / "run"
+        self.log = Path(self._tmp.name) / "run.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "training.miniworld", "--quick", "--out", str(self.out), "--no-progress",
+                 "--threads", "1"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+    def result(self) -> Path:
+        """The output folder once the run has succeeded; fails the calling test otherwise."""
+        try:
+            code = self.process.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail(f"the quick miniworld run did not finish in {TIMEOUT_S} s:\n{self._tail()}")
+        if code != 0:
+            pytest.fail(f"the quick miniworld run exited with {code}:\n{self._tail()}")
+        return self.out
+
+    def _tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._tmp.cleanup()
+
+
+_KEY = pytest.StashKey[QuickRun]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{MARKER}: uses the session's quick miniworld run (started at collection)")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not session.config.option.collectonly and any(item.get_closest_marker(MARKER) for item in session.items):
+        session.config.stash[_KEY] = QuickRun()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(_KEY, None)
+    if run is not None:
+        run.stop()
+
+
+@pytest.fixture(scope="session")
+def miniworld_quick_run(pytestconfig: pytest.Config) -> Path:
+    """The output folder of the session's quick miniworld run (waits for it)."""
+    run = pytestconfig.stash.get(_KEY, None) or pytestconfig.stash.setdefault(_KEY, QuickRun())
+    return run.result()
