@@ -115,6 +115,24 @@ class EvalConfig(BaseModel):
         return config_digest(self.identity())
 
 
+def combined_digest(configs: list[EvalConfig]) -> str:
+    """The digest of one configuration, or of several compared side by side (one per captioner)."""
+    if len(configs) == 1:
+        return configs[0].digest()
+    return config_digest({"captioners": [c.identity() for c in configs]})
+
+
+def captioner_folders(specs: list[str]) -> dict[str, str]:
+    """A distinct, filesystem-safe sub-folder name per captioner spec (`miniworld:captioner-sft` → `captioner-sft`)."""
+    if len(set(specs)) != len(specs):
+        raise ConfigError(f"a captioner is listed twice: {specs}")
+    names = {spec: re.sub(r"[^A-Za-z0-9._@-]+", "_", re.split(r"[:/]", display_names(specs)[spec].rstrip("/"))[-1])
+             for spec in specs}
+    if len(set(names.values())) < len(specs) or any(n.strip("._") == "" for n in names.values()):
+        return {spec: f"captioner-{i}" for i, spec in enumerate(specs, 1)}
+    return names
+
+
 def display_names(specs: list[str]) -> dict[str, str]:
     """Short, unique names for model specs: `openai:/m/q7b@http://h:8000/v1` → `q7b@h:8000`."""
     short = {spec: _short(spec) for spec in specs}

@@ -5,6 +5,8 @@
         --reasoner openai:deepseek-ai/DeepSeek-R1-Distill-Qwen-7B@http://127.0.0.1:8000/v1 \\
         --reasoner openai:Qwen/Qwen3-8B@http://127.0.0.1:8001/v1 \\
         --benchmark mathvista --benchmark mmmu --mode decoupled --mode direct
+    python -m evals.run --captioner miniworld:captioner --captioner miniworld:captioner-sft \
+        --reasoner miniworld:reasoner-small --benchmark miniworld --prompt paper-train   # captioners side by side
     python -m evals.run --resume ...                      # continue after a crash or Ctrl-C
 
 Benchmarks are `NAME[:SPLIT][=PATH]` (PATH: a local parquet/JSONL copy); `--list-benchmarks`
@@ -21,19 +23,22 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from evals.benchmarks import BENCHMARKS
-from evals.config import MODES, BenchmarkRef, EvalConfig
+from evals.config import MODES, BenchmarkRef, EvalConfig, captioner_folders, combined_digest
 from evals.console import describe_totals
+from evals.merge import merge
 from evals.report import PLOT_FILE, REPORT_FILE, SUMMARY_FILE
 from evals.runner import RunOptions, default_cache_path, run_eval
 from evals.store import SAMPLES_FILE
-from rapid_agent.errors import RapidError
+from rapid_agent.errors import ConfigError, RapidError
 from rapid_agent.models.spec import DEFAULT_MAX_NEW_TOKENS, TINY_MAX_NEW_TOKENS, GenerationSettings
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evals.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     models = p.add_argument_group("models and modes")
-    models.add_argument("--captioner", default="tiny", help="captioner spec (default: tiny)")
+    models.add_argument("--captioner", action="append", dest="captioners", metavar="SPEC",
+                        help="captioner spec; repeat to compare several, each in its own sub-folder, merged into one "
+                             "report (default: tiny)")
     models.add_argument("--reasoner", action="append", dest="reasoners", metavar="SPEC",
                         help="reasoner spec; repeat to compare several (default: tiny)")
     models.add_argument("--mode", action="append", dest="modes", choices=MODES,
@@ -82,7 +87,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> EvalConfig:
+def configs_from_args(args: argparse.Namespace) -> list[EvalConfig]:
+    """One configuration per `--captioner`, the rest shared; blind runs (no captioner) with the first only."""
+    captioners = args.captioners or ["tiny"]
+    configs = [config_from_args(args, captioners[0])]
+    for captioner in captioners[1:]:
+        config = config_from_args(args, captioner)
+        modes = tuple(mode for mode in config.modes if mode != "blind")
+        if not modes:
+            raise ConfigError("blind runs read no caption: compare captioners with --mode decoupled or direct")
+        configs.append(config.model_copy(update={"modes": modes}))
+    return configs
+
+
+def config_from_args(args: argparse.Namespace, captioner: str) -> EvalConfig:
     reasoners = tuple(args.reasoners or ["tiny"])
     benchmarks = tuple(
         BenchmarkRef.parse(b if ":" in b.split("=")[0] or not args.split else _with_split(b, args.split))
@@ -95,7 +113,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
                                   timeout_s=args.timeout, max_batch_size=args.batch_size)
 
     return EvalConfig(
-        captioner=args.captioner,
+        captioner=captioner,
         reasoners=reasoners,
         benchmarks=benchmarks,
         modes=tuple(args.modes or ["decoupled"]),
@@ -139,17 +157,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     output_dir = args.output_dir
     try:
-        config = config_from_args(args)
+        configs = configs_from_args(args)
         # the default folder is named by the configuration, so it can only hold this run: re-running continues it
         resume = args.resume or output_dir is None
-        output_dir = output_dir or Path("runs") / "evals" / config.digest()
-        options = RunOptions(
-            output_dir=output_dir, resume=resume, concurrency=args.concurrency, retries=args.retries,
-            cache_path=None if args.no_cache else args.cache, show=args.show, progress=not args.no_progress,
-        )
+        output_dir = output_dir or Path("runs") / "evals" / combined_digest(configs)
         hint = "re-running the same command continues it" if args.output_dir is None else "continue it with --resume"
         print(f"output: {output_dir}  ({hint})", flush=True)
-        result = run_eval(config, options)
+        folders = captioner_folders([c.captioner for c in configs]) if len(configs) > 1 else {}
+        results = []
+        for config in configs:
+            folder = output_dir / folders[config.captioner] if folders else output_dir
+            if folders:
+                print(f"\n== captioner {config.captioner} -> {folder}", flush=True)
+            options = RunOptions(
+                output_dir=folder, resume=resume, concurrency=args.concurrency, retries=args.retries,
+                cache_path=None if args.no_cache else args.cache, show=args.show, progress=not args.no_progress,
+            )
+            results.append(run_eval(config, options))
+        if folders:
+            merge([output_dir / name for name in folders.values()], output_dir, seed=args.seed)
     except RapidError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -168,11 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(130)  # do not wait for requests in flight: every finished sample is already on disk
     report = (output_dir / REPORT_FILE).read_text()
     print("\n" + report.split("\n## Sub-metrics")[0].split("\n## Paired")[0].strip())
+    totals = "\n".join(describe_totals(result) for result in results)
     print(
-        f"\n{describe_totals(result)}\nreports: "
+        f"\n{totals}\nreports: "
         + ", ".join(str(output_dir / f) for f in (SAMPLES_FILE, SUMMARY_FILE, REPORT_FILE, PLOT_FILE))
     )
-    return 1 if result.errors else 0
+    return 1 if any(result.errors for result in results) else 0
 
 
 if __name__ == "__main__":

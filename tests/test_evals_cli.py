@@ -113,3 +113,36 @@ def test_sigkill_then_resume_gives_the_uninterrupted_summary(tiny_env, tiny_reas
     assert main([*args, "--output-dir", str(tmp_path / "straight"), "--cache", str(tmp_path / "b.sqlite")]) == 0
     assert summary_without_timing(killed) == summary_without_timing(tmp_path / "straight")
     assert len(samples.read_text().splitlines()) == 20
+
+
+def test_captioners_compared_side_by_side_in_one_report(tmp_path, capsys):
+    """Two captioners (before and after VPO): one sub-folder each, merged into one paired report; blind runs once."""
+    out = tmp_path / "compare"
+    argv = [
+        "--captioner", "miniworld:captioner", "--captioner", "miniworld:captioner-sft",
+        "--reasoner", "miniworld:reasoner-small", "--benchmark", "miniworld", "--limit", "5", "--prompt", "paper-train",
+        "--mode", "decoupled", "--mode", "blind", "--no-cache", "--no-progress", "--show", "1", "--output-dir", str(out),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "captioner miniworld:captioner-sft" in printed and "caption  :" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["runs"]) == {
+        "miniworld:reasoner-small [decoupled] (captioner)", "miniworld:reasoner-small [decoupled] (captioner-sft)",
+        "miniworld:reasoner-small [blind]",
+    }
+    assert all(run["benchmarks"]["miniworld"]["samples"] == 5 for run in summary["runs"].values())
+    assert {c["a"] for c in summary["comparisons"]} | {c["b"] for c in summary["comparisons"]} == set(summary["runs"])
+    for folder, runs in (("captioner", 2), ("captioner-sft", 1)):
+        records = [json.loads(line) for line in (out / folder / "samples.jsonl").read_text().splitlines()]
+        assert len(records) == 5 * runs and all(r["error"] is None for r in records)
+
+    assert main([*argv, "--resume"]) == 0  # every sample is already done: nothing runs again, same report
+    assert json.loads((out / "summary.json").read_text())["runs"].keys() == summary["runs"].keys()
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 15
+
+
+def test_blind_alone_cannot_compare_captioners(capsys):
+    argv = ["--captioner", "tiny", "--captioner", "hf:x", "--mode", "blind", "--no-progress"]
+    assert main(argv) == 2
+    assert "blind runs read no caption" in capsys.readouterr().err

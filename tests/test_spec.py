@@ -85,11 +85,11 @@ def test_each_role_has_its_own_default_budget_and_tiny_a_short_one(monkeypatch):
 
 
 def test_evals_cli_budgets_are_per_role_and_per_model():
-    from evals.run import config_from_args, parser
+    from evals.run import configs_from_args, parser
 
     def budgets(*argv):
         """The budget each model of the run gets: (captioner, first reasoner, second reasoner)."""
-        config = config_from_args(parser().parse_args(["--reasoner", "openai:r@http://h:1/v1", "--reasoner", "tiny",
+        config, = configs_from_args(parser().parse_args(["--reasoner", "openai:r@http://h:1/v1", "--reasoner", "tiny",
                                                        *argv]))
         resolver = ModelResolver({"captioner": config.captioner_generation, "reasoner": config.reasoner_generation})
         served, tiny = (resolver.resolve(spec, "reasoner") for spec in config.reasoners)

@@ -78,13 +78,13 @@ def test_a_wrong_name_or_a_missing_v1_fails_before_any_model_call(vllm_server):
 
 
 def test_evals_with_two_reasoners_caption_each_sample_once_then_read_the_cache(vllm_server, tmp_path):
-    from evals.run import config_from_args, parser
+    from evals.run import configs_from_args, parser
     from evals.runner import RunOptions, run_eval
 
     # budgets left at their defaults: the served reasoner's 8192 is fitted to the 512-token context
     argv = ["--captioner", "tiny", "--reasoner", vllm_server.spec, "--reasoner", "tiny", "--limit", "2",
             "--prompt", "paper-train"]
-    config = config_from_args(parser().parse_args(argv))
+    config, = configs_from_args(parser().parse_args(argv))
     assert config.reasoner_generation.max_new_tokens is None  # the role default, 8192, for the served reasoner
 
     def run(folder: str):
