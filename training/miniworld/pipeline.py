@@ -2,8 +2,8 @@
 
 Each stage writes its model (fp16, as shipped) under `OUT/models/NAME` with a completion marker, so
 an interrupted run resumes at the first unfinished stage. Evals run `python -m evals.run` on the
-held-out `miniworld` benchmark: the VPO captioner with both reasoners (decoupled, direct, blind),
-the SFT captioner with both reasoners (decoupled), merged by `evals.merge` into one paired report.
+held-out `miniworld` benchmark: both captioners (after and before VPO) side by side with both
+reasoners (decoupled, direct, blind), in one paired report.
 """
 
 from __future__ import annotations
@@ -216,23 +216,18 @@ class Pipeline:
         return {}
 
     def evaluate(self) -> dict[str, Any]:
+        """Both captioners side by side with both reasoners (decoupled, direct, blind): one `evals.run`."""
         c, evals = self.config, self.out / "evals"
-        small, large = f"hf:{self.model('reasoner-small')}", f"hf:{self.model('reasoner-large')}"
-        common = [
+        argv = [
+            "--captioner", f"hf:{self.model('captioner')}", "--captioner", f"hf:{self.model('captioner-sft')}",
+            "--reasoner", f"hf:{self.model('reasoner-small')}", "--reasoner", f"hf:{self.model('reasoner-large')}",
+            "--mode", "decoupled", "--mode", "direct", "--mode", "blind",
             "--benchmark", "miniworld", "--limit", str(c.eval_items), "--prompt", "paper-train",
-            "--reasoner", small, "--reasoner", large, "--max-new-tokens", str(c.max_new_tokens),
-            "--caption-max-new-tokens", str(c.max_new_tokens),
+            "--max-new-tokens", str(c.max_new_tokens), "--caption-max-new-tokens", str(c.max_new_tokens),
             "--batch-size", "32", "--concurrency", "64", "--cache", str(evals / "captions.sqlite"), "--seed", str(c.seed),
+            "--output-dir", str(evals / "all"), "--resume", "--no-progress",
         ]
-        runs = {
-            "vpo": [f"hf:{self.model('captioner')}", "--mode", "decoupled", "--mode", "direct", "--mode", "blind"],
-            "sft": [f"hf:{self.model('captioner-sft')}", "--mode", "decoupled", "--mode", "direct"],
-        }
-        for name, (captioner, *modes) in runs.items():
-            if not (evals / name / "summary.json").is_file():
-                _run_module("evals.run", ["--captioner", captioner, *modes, *common, "--output-dir", str(evals / name),
-                                          "--resume", "--no-progress"])
-        _run_module("evals.merge", [str(evals / "vpo"), str(evals / "sft"), "--output-dir", str(evals / "all")])
+        _run_module("evals.run", argv)
         return {}
 
 

@@ -1,7 +1,7 @@
 """The miniature world's results: the three claims from the merged eval report, the docs page, the shipped weights.
 
-Run labels follow `evals.run` and `evals.merge`: `reasoner-small [decoupled] (vpo)` is the small
-reasoner reading the VPO captioner's captions, `(sft)` the SFT captioner's.
+Run labels follow `evals.run` with two captioners: `reasoner-small [decoupled] (captioner)` is the
+small reasoner reading the VPO captioner's captions, `(captioner-sft)` the SFT captioner's.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from rapid_agent.miniworld import MANIFEST, MODELS, WEIGHTS_DIR
 
 VPO_MARGIN = 0.10  # the claim: VPO beats the SFT captioner by at least 10 points with the small reasoner
 RUNS = {
-    "small_vpo": "reasoner-small [decoupled] (vpo)",
-    "small_sft": "reasoner-small [decoupled] (sft)",
-    "large_vpo": "reasoner-large [decoupled] (vpo)",
-    "large_sft": "reasoner-large [decoupled] (sft)",
+    "small_vpo": "reasoner-small [decoupled] (captioner)",
+    "small_sft": "reasoner-small [decoupled] (captioner-sft)",
+    "large_vpo": "reasoner-large [decoupled] (captioner)",
+    "large_sft": "reasoner-large [decoupled] (captioner-sft)",
     "blind_small": "reasoner-small [blind]",
     "blind_large": "reasoner-large [blind]",
     "direct_vpo": "captioner [direct]",
@@ -47,8 +47,9 @@ def _difference(summary: dict[str, Any], a: str, b: str) -> dict[str, Any]:
 
 
 def _name(label: str) -> str:
-    """A run label with model folders reduced to their names (`hf:runs/x/models/reasoner-small` → `reasoner-small`)."""
-    return re.sub(r"hf:\S*/", "", label)
+    """A run label with model specs reduced to names (`hf:runs/x/models/reasoner-small`, `miniworld:reasoner-small`
+    → `reasoner-small`)."""
+    return re.sub(r"hf:\S*/|miniworld:", "", label)
 
 
 def claims(summary_path: Path) -> dict[str, Any]:
@@ -129,7 +130,7 @@ def _family_table(found: dict[str, Any]) -> list[str]:
 def _examples(out: Path, count: int = 5) -> list[str]:
     """Captions of the first held-out items (one per family) before and after VPO, with the small reasoner's answers."""
     def records(folder: str) -> dict[str, dict]:
-        path = out / "evals" / folder / "samples.jsonl"
+        path = out / "evals" / "all" / folder / "samples.jsonl"
         found = {}
         for line in path.read_text().splitlines():
             r = json.loads(line)
@@ -137,7 +138,7 @@ def _examples(out: Path, count: int = 5) -> list[str]:
                 found[r["id"]] = r
         return found
 
-    vpo, sft = records("vpo"), records("sft")
+    vpo, sft = records("captioner"), records("captioner-sft")
     lines = []
     for key in sorted(vpo.keys() & sft.keys())[:count]:
         a, b = sft[key], vpo[key]
@@ -226,9 +227,9 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "(a CI check that the pipeline runs and learns; too short for the captioner to read digits).",
         "",
         "Reproduce the figures from the shipped weights: `python -m evals.run --captioner miniworld:captioner "
-        "--reasoner miniworld:reasoner-small --reasoner miniworld:reasoner-large --benchmark miniworld --limit "
-        f"{config['eval_items']} --prompt paper-train --max-new-tokens 64 --caption-max-new-tokens 64 --mode decoupled "
-        "--mode direct --mode blind` (and `--captioner miniworld:captioner-sft`).",
+        "--captioner miniworld:captioner-sft --reasoner miniworld:reasoner-small --reasoner miniworld:reasoner-large "
+        f"--benchmark miniworld --limit {config['eval_items']} --prompt paper-train --max-new-tokens 64 "
+        "--caption-max-new-tokens 64 --mode decoupled --mode direct --mode blind`.",
         "",
         "Settings: `" + json.dumps(config) + "`",
         "",
