@@ -59,16 +59,16 @@ MINIWORLD: dict[str, Any] = {
     "dataset": "miniworld",
     "max_samples": 4000,
     "num_generations": 8,
-    "per_device_train_batch_size": 32,
-    "learning_rate": 5e-4,
+    "per_device_train_batch_size": 64,  # 8 charts x 8 captions per update
+    "learning_rate": 1e-4,
     "lr_scheduler_type": "constant",
-    "beta": 0.0,
+    "beta": 0.1,  # the KL to the SFT captioner keeps its digit reading (beta 0 at 2e-4: reading collapsed)
     "loss_type": "dapo",
-    "temperature": 1.0,
+    "temperature": 0.7,  # at 1.0 misread digits drown the signal of which bars a caption names
     "max_completion_length": 48,
     "reasoner_temperature": 0.0,
     "reasoner_max_new_tokens": 64,
-    "max_steps": 100,
+    "max_steps": 200,
     "save_steps": 10_000,
     "gradient_checkpointing": False,
     "startup_check": False,

@@ -35,8 +35,8 @@ class MiniworldConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seed: int = 0
-    reasoner_small: SFTStage = SFTStage(steps=1200, batch_size=64, examples=40_000)
-    reasoner_large: SFTStage = SFTStage(steps=1200, batch_size=64, examples=40_000)
+    reasoner_small: SFTStage = SFTStage(steps=3000, batch_size=64, examples=60_000)
+    reasoner_large: SFTStage = SFTStage(steps=2000, batch_size=64, examples=60_000)  # wider and deeper: fewer steps
     small_size: ReasonerSize = ReasonerSize(hidden_size=128, num_hidden_layers=2)
     large_size: ReasonerSize = ReasonerSize(hidden_size=160, num_hidden_layers=3)
     captioner: tuple[SFTStage, ...] = (  # the digits come late: a second phase at a lower rate
