@@ -31,7 +31,8 @@ def _image(task: world.Task):
     return load_images([world.png(task.scene)], ImagePolicy())[0]
 
 
-def direct_logps(model, processor, task: world.Task, completion_ids: list[int], *, positions: bool = True) -> torch.Tensor:
+def direct_logps(model, processor, task: world.Task, completion_ids: list[int], *, positions: bool = True,
+                 temperature: float = 1.0) -> torch.Tensor:
     """Log-probs of `completion_ids` after the graph's captioning prompt, one unpadded sequence."""
     from trl.data_utils import prepare_multimodal_messages
 
@@ -47,7 +48,7 @@ def direct_logps(model, processor, task: world.Task, completion_ids: list[int], 
             input_ids=input_ids, attention_mask=torch.ones_like(input_ids), pixel_values=inputs["pixel_values"],
             image_grid_thw=inputs["image_grid_thw"], **(extra if positions else {}),
         ).logits
-    logps = logits[0, -len(completion_ids) - 1 : -1].float().log_softmax(-1)
+    logps = (logits[0, -len(completion_ids) - 1 : -1].float() / temperature).log_softmax(-1)
     return logps.gather(-1, completion[0].unsqueeze(-1)).squeeze(-1)
 
 
@@ -106,5 +107,6 @@ def test_grpo_logprobs_match_direct_forward(tiny_captioner_path, tmp_path):
     for row in range(len(batch)):
         keep = inputs["completion_mask"][row].bool()
         completion = inputs["completion_ids"][row][keep].tolist()
-        reference = direct_logps(model, processor, tasks[batch[row]["row_id"]], completion)
+        # GRPO scores the sampling distribution: logits divided by the rollout temperature
+        reference = direct_logps(model, processor, tasks[batch[row]["row_id"]], completion, temperature=config.temperature)
         torch.testing.assert_close(logps[row][keep], reference, atol=2e-4, rtol=1e-4)
