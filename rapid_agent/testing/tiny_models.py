@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,8 +84,8 @@ If the description does not contain enough information, say that you cannot tell
 """
 
 
-def _train_tokenizer() -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer on the built-in corpus, wrapped for transformers."""
+def _train_tokenizer(corpus: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer on the built-in corpus (and `corpus`), wrapped for transformers."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -106,7 +106,7 @@ def _train_tokenizer() -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
+    backend.train_from_iterator([*_CORPUS.splitlines(), *corpus], trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token="<|im_end|>",
@@ -169,7 +169,7 @@ def _build_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def _write_captioner(out: Path, seed: int) -> None:
+def _write_captioner(out: Path, seed: int, corpus: Sequence[str]) -> None:
     import torch
     from transformers import (
         Qwen2_5_VLConfig,
@@ -179,7 +179,7 @@ def _write_captioner(out: Path, seed: int) -> None:
         Qwen2VLVideoProcessor,
     )
 
-    tokenizer = _train_tokenizer()
+    tokenizer = _train_tokenizer(corpus)
     ids = _token_ids(tokenizer)
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(
@@ -224,11 +224,11 @@ def _write_captioner(out: Path, seed: int) -> None:
     processor.save_pretrained(out)
 
 
-def _write_reasoner(out: Path, seed: int) -> None:
+def _write_reasoner(out: Path, seed: int, corpus: Sequence[str]) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    tokenizer = _train_tokenizer()
+    tokenizer = _train_tokenizer(corpus)
     config = Qwen2Config(
         hidden_size=128,
         num_hidden_layers=2,
@@ -247,7 +247,7 @@ def _write_reasoner(out: Path, seed: int) -> None:
     tokenizer.save_pretrained(out)
 
 
-def build_tiny_captioner(path: str | Path, *, seed: int = 0) -> Path:
+def build_tiny_captioner(path: str | Path, *, seed: int = 0, corpus: Sequence[str] = ()) -> Path:
     """Build a tiny random Qwen2.5-VL captioner (model + processor) at ``path``, offline, in seconds.
 
     The checkpoint reloads with ``AutoModelForImageTextToText.from_pretrained(path)`` and
@@ -255,19 +255,21 @@ def build_tiny_captioner(path: str | Path, *, seed: int = 0) -> Path:
     ``processor.apply_chat_template(conversations, tokenize=True, return_dict=True, return_tensors="pt",
     padding=True, add_generation_prompt=True)`` with ``{"type": "image", "image": <PIL image>}`` parts
     works. Images are resized to between 56x56 and 224x224 pixels (4 to 64 image tokens).
+    ``corpus``: further text the tokenizer learns its merges from (a task's prompts: shorter sequences).
     Returns ``path``; an existing complete build there is kept as is.
     """
-    return _build_atomically(path, lambda out: _write_captioner(out, seed))
+    return _build_atomically(path, lambda out: _write_captioner(out, seed, corpus))
 
 
-def build_tiny_reasoner(path: str | Path, *, seed: int = 0) -> Path:
+def build_tiny_reasoner(path: str | Path, *, seed: int = 0, corpus: Sequence[str] = ()) -> Path:
     """Build a tiny random Qwen2 text model (model + tokenizer) at ``path``, offline, in seconds.
 
     Hidden size 128, 4 attention heads of size 32 (a size vLLM's CPU backend accepts), 2 key/value
     heads, 2 layers. Reloads with ``AutoModelForCausalLM`` / ``AutoTokenizer``; the tokenizer has a
-    Qwen-style system/user/assistant chat template. Returns ``path``; an existing complete build is kept.
+    Qwen-style system/user/assistant chat template; ``corpus`` as for :func:`build_tiny_captioner`.
+    Returns ``path``; an existing complete build is kept.
     """
-    return _build_atomically(path, lambda out: _write_reasoner(out, seed))
+    return _build_atomically(path, lambda out: _write_reasoner(out, seed, corpus))
 
 
 def tiny_models_dir() -> Path:

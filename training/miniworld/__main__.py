@@ -29,10 +29,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--vpo-learning-rate", type=float, help="VPO learning rate (default from the config)")
     p.add_argument("--vpo-steps", type=int, help="VPO optimizer steps (default from the config)")
     p.add_argument("--lr-scale", type=float, help="multiply every learning rate (a tiny value checks the claims fail)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="seed of every stage (default from the config: 0)")
     p.add_argument("--stop-after", choices=["reasoner-small", "reasoner-large", "captioner-sft", "captioner", "evals"],
                    help="stop once this stage is done (a later run resumes there)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    p.add_argument("--jobs", type=int, choices=(1, 2), default=2,
+                   help="2 (default): the captioner's SFT runs in a second process beside the reasoners', threads split")
+    p.add_argument("--only", nargs="+", metavar="STAGE", help="run just these stages (the pipeline's side lane uses it)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -45,14 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         torch.set_num_threads(args.threads)
     overrides = json.loads(args.config.read_text()) if args.config else {}
-    overrides |= {"seed": args.seed} | ({"vpo_learning_rate": args.vpo_learning_rate} if args.vpo_learning_rate else {})
+    overrides |= ({"seed": args.seed} if args.seed is not None else {})
+    overrides |= {"vpo_learning_rate": args.vpo_learning_rate} if args.vpo_learning_rate else {}
     overrides |= {"lr_scale": args.lr_scale} if args.lr_scale else {}
     overrides |= {"vpo_steps": args.vpo_steps} if args.vpo_steps else {}
     config = MiniworldConfig.quick(**overrides) if args.quick else MiniworldConfig(**overrides)
     out = args.out or Path("runs") / ("miniworld-quick" if args.quick else "miniworld")
     docs = args.docs or (out / "miniworld.md" if args.quick else Path("docs") / "miniworld.md")
     pipeline = Pipeline(config, out, progress=not args.no_progress)
-    result = pipeline.run(stop_after=args.stop_after)
+    if args.only:
+        for name in args.only:
+            pipeline.run_stage(name)
+        return 0
+    result = pipeline.run(stop_after=args.stop_after, jobs=args.jobs)
     if args.stop_after and args.stop_after != "evals":
         return 0
     found = claims(out / "evals" / "all" / "summary.json")

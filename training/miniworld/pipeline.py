@@ -26,6 +26,8 @@ from training.miniworld.sft import ReasonerSize, SFTStage
 
 log = logging.getLogger(__name__)
 DONE = "stage.complete"
+FIRST_LANE = ("reasoner-small", "reasoner-large")  # independent of the side lane: trained side by side with it
+SIDE_LANE = ("captioner-sft",)
 SEP = "=" * 100
 
 
@@ -35,13 +37,12 @@ class MiniworldConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seed: int = 0
-    reasoner_small: SFTStage = SFTStage(steps=3000, batch_size=64, examples=60_000)
-    reasoner_large: SFTStage = SFTStage(steps=2000, batch_size=64, examples=60_000)  # wider and deeper: fewer steps
+    reasoner_small: SFTStage = SFTStage(steps=1500, batch_size=64, examples=60_000)
+    reasoner_large: SFTStage = SFTStage(steps=1200, batch_size=64, examples=60_000)  # wider and deeper: fewer steps
     small_size: ReasonerSize = ReasonerSize(hidden_size=128, num_hidden_layers=2)
     large_size: ReasonerSize = ReasonerSize(hidden_size=160, num_hidden_layers=3)
-    captioner: tuple[SFTStage, ...] = (  # the digits come late: a second phase at a lower rate
-        SFTStage(steps=2700, batch_size=16, examples=24_000),
-        SFTStage(steps=3000, batch_size=16, examples=24_000, learning_rate=1e-3),
+    captioner: tuple[SFTStage, ...] = (  # the digits come late: thousands of steps at the full rate
+        SFTStage(steps=3200, batch_size=16, examples=32_000, decay_fraction=0.25),
     )
     full_probability: float = Field(0.2, ge=0, le=1, description="Share of SFT captions describing every bar.")
     direct_fraction: float = Field(0.2, ge=0, lt=1, description="Share of captioner rows answering directly.")
@@ -110,35 +111,96 @@ class Pipeline:
     def model(self, name: str) -> Path:
         return self.models / name
 
-    def run(self, stop_after: str | None = None) -> dict[str, Any]:
-        """Run (or resume) the stages; with `stop_after`, stop once that stage is done."""
+    def stage_functions(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        """Every stage by name, in order."""
+        c = self.config
+        return {
+            "reasoner-small": lambda: self.train_reasoner("reasoner-small", c.reasoner_small, c.small_size, "line"),
+            "reasoner-large": lambda: self.train_reasoner("reasoner-large", c.reasoner_large, c.large_size, "partial"),
+            "captioner-sft": self.train_captioner,
+            "captioner": self.train_vpo,
+            "evals": self.evaluate,
+        }
+
+    def run(self, stop_after: str | None = None, *, jobs: int = 1) -> dict[str, Any]:
+        """Run (or resume) the stages; with `stop_after`, stop once that stage is done.
+
+        With `jobs=2` the supervised stages run side by side, each lane with its share of the
+        threads: the reasoners in this process, the captioner's SFT in a second one (`--only`).
+        """
+        import torch
         from tqdm.auto import tqdm
 
-        steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-            ("reasoner-small", lambda: self.train_reasoner("reasoner-small", self.config.reasoner_small,
-                                                          self.config.small_size, "line")),
-            ("reasoner-large", lambda: self.train_reasoner("reasoner-large", self.config.reasoner_large,
-                                                          self.config.large_size, "partial")),
-            ("captioner-sft", self.train_captioner),
-            ("captioner", self.train_vpo),
-            ("evals", self.evaluate),
-        ]
+        functions = self.stage_functions()
+        if stop_after is not None and stop_after not in functions:
+            raise ValueError(f"unknown stage {stop_after!r}; stages: {', '.join(functions)}")
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(self.config.model_dump_json(indent=1) + "\n")
-        if stop_after is not None and stop_after not in dict(steps):
-            raise ValueError(f"unknown stage {stop_after!r}; stages: {', '.join(dict(steps))}")
-        bar = tqdm(steps, desc="miniworld", unit="stage", disable=not self.progress, position=0)
-        for name, fn in bar:
+        start, threads = time.monotonic(), torch.get_num_threads()
+        side = self._start_side_lane() if jobs > 1 else None
+        names = [name for name in functions if side is None or name not in SIDE_LANE]
+        bar = tqdm(names, desc="miniworld", unit="stage", disable=not self.progress, position=0)
+        for name in bar:
+            if side is not None and name not in FIRST_LANE:  # the later stages need the side lane's model
+                self._join_side_lane(side, threads)
+                side = None
             bar.set_postfix_str(name)
-            start = time.monotonic()
-            info = fn()
-            self.stages.append(Stage(name=name, seconds=time.monotonic() - start, info=info))
-            if not info.get("skipped"):
-                self._record_time(name, self.stages[-1].seconds)
-            tqdm.write(f"{SEP}\nstage {name}: {self.stages[-1].seconds:.0f} s\n{SEP}")
-            if name == stop_after:
+            self.run_stage(name)
+            if name == stop_after or (side is not None and stop_after in SIDE_LANE and name == FIRST_LANE[-1]):
                 break
+        if side is not None:
+            self._join_side_lane(side, threads)
+        self._record_wall(time.monotonic() - start, jobs)
         return {"stages": [s.model_dump() for s in self.stages]}
+
+    def run_stage(self, name: str) -> None:
+        """Run (or skip, when done) one stage and record its duration."""
+        from tqdm.auto import tqdm
+
+        start = time.monotonic()
+        info = self.stage_functions()[name]()
+        self.stages.append(Stage(name=name, seconds=time.monotonic() - start, info=info))
+        if not info.get("skipped"):
+            self._record_time(name, self.stages[-1].seconds)
+        tqdm.write(f"{SEP}\nstage {name}: {self.stages[-1].seconds:.0f} s\n{SEP}")
+
+    def _start_side_lane(self) -> subprocess.Popen | None:
+        """Start the captioner's SFT as its own process with half the threads (this process keeps the rest)."""
+        import torch
+
+        if all(_done(self.model(name)) for name in SIDE_LANE):
+            return None
+        threads = torch.get_num_threads()
+        share = max(1, threads // 2)
+        command = [sys.executable, "-m", "training.miniworld", "--out", str(self.out), "--config",
+                   str(self.out / "config.json"), "--only", *SIDE_LANE, "--threads", str(share), "--no-progress"]
+        log.info("side lane: %s", " ".join(command))
+        torch.set_num_threads(max(1, threads - share))
+        with (self.out / "side-lane.log").open("w") as log_file:
+            return subprocess.Popen(command, env=os.environ | {"OMP_NUM_THREADS": str(share)}, stdout=log_file,
+                                    stderr=subprocess.STDOUT)
+
+    def _join_side_lane(self, process: subprocess.Popen, threads: int) -> None:
+        """Wait for the side lane; this process gets all `threads` back."""
+        import torch
+
+        code = process.wait()
+        torch.set_num_threads(threads)
+        if code != 0:
+            tail = (self.out / "side-lane.log").read_text()[-3000:]
+            raise RuntimeError(f"the side lane ({', '.join(SIDE_LANE)}) exited with {code}:\n{tail}")
+        for name in SIDE_LANE:
+            self.stages.append(Stage(name=name, seconds=0.0, info={"side_lane": True}))
+
+    def _record_wall(self, seconds: float, jobs: int) -> None:
+        """The wall clock of this invocation, and whether it trained every stage (a from-scratch run)."""
+        import torch
+
+        trained = json.loads((self.out / "stages.json").read_text()) if (self.out / "stages.json").is_file() else {}
+        record = {"seconds": round(seconds, 1), "jobs": jobs, "threads": torch.get_num_threads(),
+                  "from_scratch": set(trained) == set(self.stage_functions()) and not any(
+                      s.info.get("skipped") for s in self.stages)}
+        (self.out / "wall.json").write_text(json.dumps(record, indent=1) + "\n")
 
     def scaled(self, stage: SFTStage) -> SFTStage:
         return stage.model_copy(update={"learning_rate": stage.learning_rate * self.config.lr_scale})
@@ -146,14 +208,16 @@ class Pipeline:
     def _record_time(self, name: str, seconds: float) -> None:
         """Keep each stage's duration and hardware in `OUT/stages.json` (stages may run on several machines)."""
         import torch
+        from filelock import FileLock
 
         path = self.out / "stages.json"
-        times = json.loads(path.read_text()) if path.is_file() else {}
         device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
-        if name in times and times[name]["device"] == device:  # a resumed stage: its parts add up
-            seconds += times[name]["seconds"]
-        times[name] = {"seconds": round(seconds, 1), "device": device}
-        path.write_text(json.dumps(times, indent=1) + "\n")
+        with FileLock(path.with_suffix(".lock")):  # side-by-side stages write it from two processes
+            times = json.loads(path.read_text()) if path.is_file() else {}
+            if name in times and times[name]["device"] == device:  # a resumed stage: its parts add up
+                seconds += times[name]["seconds"]
+            times[name] = {"seconds": round(seconds, 1), "device": device}
+            path.write_text(json.dumps(times, indent=1) + "\n")
 
     # ------------------------------------------------------------------------------------- stages
 

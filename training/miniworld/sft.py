@@ -46,6 +46,14 @@ class SFTStage(BaseModel):
     examples: int = Field(gt=0, description="Distinct examples generated (cycled when steps need more).")
     learning_rate: float = Field(2e-3, ge=0)
     warmup_steps: int = Field(50, ge=0)
+    decay_fraction: float = Field(
+        0.2, gt=0, le=1, description="Share of the steps, at the end, over which the rate decays to 0 (warm-up, "
+        "stable, decay: a tiny model needs the full rate to learn look-ups; 1 is a cosine over the whole run)."
+    )
+
+    @property
+    def decay_steps(self) -> int:
+        return max(1, min(round(self.decay_fraction * self.steps), self.steps - self.warmup_steps))
 
 
 def user_message(text: str) -> dict[str, str]:
@@ -103,13 +111,26 @@ def captioner_dataset(count: int, *, seed: int, full_probability: float, direct_
     return with_image_loading(Dataset.from_list(rows, features=_VISION_FEATURES))
 
 
+def tokenizer_corpus(count: int = 200) -> list[str]:
+    """Every prompt and target text of the world, `count` tasks' worth: the tiny tokenizer learns its
+    words as whole tokens, so sequences are ~30% shorter (and steps ~30% cheaper) than with the
+    generic tiny tokenizer. Digits stay single tokens (the pre-tokenizer splits numbers)."""
+    rng = random.Random("tokenizer")
+    texts = ["system", "user", "assistant"] * count  # the chat template's role names
+    for task in world.tasks("train", count, seed=0):
+        prompts = reasoner_prompt(world.describe(task.scene), task) + caption_prompt(task) + direct_prompt(task)
+        texts += [message["content"] for message in prompts]
+        texts += [world.reasoner_work(task, sum_style="partial"), world.partial_description(task.scene, rng, full_probability=0.5)]
+    return texts
+
+
 def init_reasoner(path: Path, size: ReasonerSize, *, seed: int) -> Path:
-    """A fresh random reasoner of `size` with the project's tiny tokenizer and chat template."""
+    """A fresh random reasoner of `size` with a tiny tokenizer trained on the world's texts."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
-        base = build_tiny_reasoner(Path(tmp) / "base", seed=seed)
+        base = build_tiny_reasoner(Path(tmp) / "base", seed=seed, corpus=tokenizer_corpus())
         config = AutoConfig.from_pretrained(base)
         config.hidden_size = size.hidden_size
         config.num_hidden_layers = size.num_hidden_layers
@@ -126,9 +147,9 @@ def init_reasoner(path: Path, size: ReasonerSize, *, seed: int) -> Path:
 
 
 def init_captioner(path: Path, *, seed: int) -> Path:
-    """A fresh random tiny Qwen2.5-VL captioner (the project's tiny builder)."""
+    """A fresh random tiny Qwen2.5-VL captioner (the project's tiny builder, the world's tokenizer)."""
     with tempfile.TemporaryDirectory() as tmp:
-        base = build_tiny_captioner(Path(tmp) / "base", seed=seed)
+        base = build_tiny_captioner(Path(tmp) / "base", seed=seed, corpus=tokenizer_corpus())
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         AutoModelForImageTextToText.from_pretrained(base).save_pretrained(path)
@@ -155,7 +176,8 @@ def sft(model_dir: Path, dataset: Dataset, stage: SFTStage, out: Path, *, vision
         per_device_train_batch_size=stage.batch_size,
         learning_rate=stage.learning_rate,
         warmup_steps=stage.warmup_steps,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type="warmup_stable_decay",
+        lr_scheduler_kwargs={"num_decay_steps": stage.decay_steps, "decay_type": "cosine"},
         weight_decay=0.0,
         logging_steps=max(1, stage.steps // 50),
         save_strategy="no",
