@@ -180,3 +180,23 @@ def test_claims_read_paired_differences_in_either_order(tmp_path):
     comparisons[1] = comparison(RUNS["small_vpo"], RUNS["small_sft"], 0.08, 0.04, 0.12)
     path.write_text(json.dumps({"runs": {}, "comparisons": comparisons}))
     assert not claims(path)["vpo"]["holds"]  # significant, but under the 10-point margin
+
+
+def test_the_worlds_tokenizer_knows_its_words_and_keeps_digits_apart(tmp_path):
+    from transformers import AutoTokenizer
+
+    from rapid_agent.testing import build_tiny_reasoner
+
+    task = next(world.tasks("test", 1))
+    text = sft.reasoner_prompt(world.describe(task.scene), task)[1]["content"]
+    generic = AutoTokenizer.from_pretrained(build_tiny_reasoner(tmp_path / "generic"))
+    own = AutoTokenizer.from_pretrained(sft.init_reasoner(tmp_path / "own", sft.ReasonerSize(), seed=0))
+    assert len(own(text).input_ids) < 0.85 * len(generic(text).input_ids)
+    assert own.decode(own(text).input_ids) == text
+    tokens = own.convert_ids_to_tokens(own("bar C: 17; 12 + 19 = 31").input_ids)
+    assert [t for t in tokens if any(c.isdigit() for c in t)] == list("17121931")  # one token per digit
+
+
+@pytest.mark.parametrize(("steps", "fraction", "warmup", "decay"), [(1000, 0.2, 50, 200), (100, 1.0, 50, 50), (10, 0.01, 0, 1)])
+def test_sft_rate_decays_over_the_last_share_of_the_steps(steps, fraction, warmup, decay):
+    assert sft.SFTStage(steps=steps, batch_size=1, examples=1, decay_fraction=fraction, warmup_steps=warmup).decay_steps == decay

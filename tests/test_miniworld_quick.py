@@ -42,3 +42,23 @@ def test_quick_run_vpo_trained_through_the_graph_reward(miniworld_quick_run):
     steps = [h for h in history if "vpo/reward_mean" in h]
     assert len(steps) == 30
     assert all(0 <= h["vpo/reward_mean"] <= 1 and h["vpo/reasoner_errors"] == 0 for h in steps)
+
+
+def test_quick_run_trains_the_captioner_beside_the_reasoners(miniworld_quick_run):
+    wall = json.loads((miniworld_quick_run / "wall.json").read_text())
+    stages = json.loads((miniworld_quick_run / "stages.json").read_text())
+    assert wall["jobs"] == 2 and wall["from_scratch"]
+    assert set(stages) == {"reasoner-small", "reasoner-large", "captioner-sft", "captioner", "evals"}
+    # every stage's time lies inside the run's wall clock: only stages that overlapped can sum to more
+    assert sum(s["seconds"] for s in stages.values()) > wall["seconds"]
+    assert (miniworld_quick_run / "side-lane.log").is_file()
+
+
+def test_quick_run_rate_is_held_then_decayed(miniworld_quick_run):
+    config = json.loads((miniworld_quick_run / "config.json").read_text())["reasoner_small"]
+    history = json.loads((miniworld_quick_run / "models" / "reasoner-small" / "training_log.json").read_text())
+    rates = {h["step"]: h["learning_rate"] for h in history["log_history"] if "learning_rate" in h}
+    stable_end = config["steps"] - round(config["decay_fraction"] * config["steps"])
+    held = [rate for step, rate in rates.items() if config["warmup_steps"] < step <= stable_end]
+    assert held and all(rate == pytest.approx(config["learning_rate"]) for rate in held)
+    assert rates[max(rates)] < 0.2 * config["learning_rate"]  # decayed by the end
