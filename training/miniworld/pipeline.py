@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from training.config import MINIWORLD
-from training.miniworld.sft import ReasonerSize, SFTStage
+from training.miniworld.sft import CaptionerPhase, ReasonerSize, SFTStage
 
 log = logging.getLogger(__name__)
 DONE = "stage.complete"
@@ -41,11 +41,13 @@ class MiniworldConfig(BaseModel):
     reasoner_large: SFTStage = SFTStage(steps=1200, batch_size=64, examples=60_000)  # wider and deeper: fewer steps
     small_size: ReasonerSize = ReasonerSize(hidden_size=128, num_hidden_layers=2)
     large_size: ReasonerSize = ReasonerSize(hidden_size=160, num_hidden_layers=3)
-    captioner: tuple[SFTStage, ...] = (  # the digits come late: thousands of steps at the full rate
-        SFTStage(steps=3200, batch_size=16, examples=32_000, decay_fraction=0.25),
+    captioner: tuple[CaptionerPhase, ...] = (
+        # reading first: every bar, every time (the digits come late; full targets carry twice the digits)
+        CaptionerPhase(steps=2200, batch_size=16, examples=32_000, full_probability=1.0, direct_fraction=0.0,
+                       decay_fraction=0.1),
+        # then the deliberately misaligned habit VPO has to fix: two random bars, whatever the question
+        CaptionerPhase(steps=600, batch_size=16, examples=9_600, learning_rate=1e-3),
     )
-    full_probability: float = Field(0.2, ge=0, le=1, description="Share of SFT captions describing every bar.")
-    direct_fraction: float = Field(0.2, ge=0, lt=1, description="Share of captioner rows answering directly.")
     vpo_steps: int = Field(MINIWORLD["max_steps"], gt=0)
     vpo_learning_rate: float = Field(MINIWORLD["learning_rate"], gt=0)
     vpo_prompts: int = Field(4000, gt=0, description="Distinct training questions VPO draws from.")
@@ -60,7 +62,8 @@ class MiniworldConfig(BaseModel):
         values: dict[str, Any] = {
             "reasoner_small": SFTStage(steps=250, batch_size=32, examples=6000),
             "reasoner_large": SFTStage(steps=250, batch_size=32, examples=6000),
-            "captioner": (SFTStage(steps=500, batch_size=16, examples=6000),),
+            "captioner": (CaptionerPhase(steps=350, batch_size=16, examples=5600, full_probability=1.0, direct_fraction=0.0),
+                          CaptionerPhase(steps=150, batch_size=16, examples=2400, learning_rate=1e-3)),
             "vpo_steps": 30,
             "eval_items": 100,
         }
@@ -248,8 +251,8 @@ class Pipeline:
         for i, phase in enumerate(c.captioner, 1):
             target = work / f"phase-{i}"
             if not _done(target):  # a finished phase is kept: an interrupted run resumes after it
-                data = captioner_dataset(phase.examples, seed=c.seed + i - 1, full_probability=c.full_probability,
-                                         direct_fraction=c.direct_fraction)
+                data = captioner_dataset(phase.examples, seed=c.seed + i - 1, full_probability=phase.full_probability,
+                                         direct_fraction=phase.direct_fraction)
                 info = sft(current, data, self.scaled(phase), target, vision=True, seed=c.seed + i - 1)
                 (target / "training_log.json").write_text(json.dumps(info) + "\n")
                 (target / DONE).write_text("ok\n")

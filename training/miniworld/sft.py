@@ -56,6 +56,13 @@ class SFTStage(BaseModel):
         return max(1, min(round(self.decay_fraction * self.steps), self.steps - self.warmup_steps))
 
 
+class CaptionerPhase(SFTStage):
+    """A supervised phase of the captioner, with the mix of targets it trains on."""
+
+    full_probability: float = Field(0.2, ge=0, le=1, description="Share of captions describing every bar.")
+    direct_fraction: float = Field(0.2, ge=0, lt=1, description="Share of rows answering the question directly.")
+
+
 def user_message(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
