@@ -196,9 +196,11 @@ class Pipeline:
             self.stages.append(Stage(name=name, seconds=0.0, info={"side_lane": True}))
 
     def _record_wall(self, seconds: float, jobs: int) -> None:
-        """The wall clock of this invocation, and whether it trained every stage (a from-scratch run)."""
+        """Keep the wall clock of an invocation that trained something, and whether it trained every stage."""
         import torch
 
+        if all(s.info.get("skipped") for s in self.stages):
+            return  # nothing ran: the record of the run that made these models stands
         trained = json.loads((self.out / "stages.json").read_text()) if (self.out / "stages.json").is_file() else {}
         record = {"seconds": round(seconds, 1), "jobs": jobs, "threads": torch.get_num_threads(),
                   "from_scratch": set(trained) == set(self.stage_functions()) and not any(

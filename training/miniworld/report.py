@@ -225,10 +225,12 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         stages,
         total_row,
         "",
-        "Stages are sized in steps and examples, not minutes; a finished stage is kept, so the command resumes "
-        "where it stopped, on whatever machine runs it (SFT uses a GPU when there is one, in fp32; the shipped "
-        "weights are fp16). `python -m training.miniworld --quick` runs every stage at a fraction of these steps "
-        "(a CI check that the pipeline runs and learns; too short for the captioner to read digits).",
+        "The captioner's SFT runs in a second process beside the reasoners' (`--jobs 2`, one thread each); VPO and "
+        "the evals then get both threads. Stages are sized in steps and examples, not minutes; a finished stage is "
+        "kept, so the command resumes where it stopped, on whatever machine runs it (SFT uses a GPU when there is "
+        "one, in fp32; the shipped weights are fp16). `python -m training.miniworld --quick` runs every stage at a "
+        "fraction of these steps (a CI check that the pipeline runs and learns; too short for the captioner to read "
+        "digits).",
         "",
         "Reproduce the figures from the shipped weights: `python -m evals.run --captioner miniworld:captioner "
         "--captioner miniworld:captioner-sft --reasoner miniworld:reasoner-small --reasoner miniworld:reasoner-large "
