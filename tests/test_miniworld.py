@@ -200,3 +200,35 @@ def test_the_worlds_tokenizer_knows_its_words_and_keeps_digits_apart(tmp_path):
 @pytest.mark.parametrize(("steps", "fraction", "warmup", "decay"), [(1000, 0.2, 50, 200), (100, 1.0, 50, 50), (10, 0.01, 0, 1)])
 def test_sft_rate_decays_over_the_last_share_of_the_steps(steps, fraction, warmup, decay):
     assert sft.SFTStage(steps=steps, batch_size=1, examples=1, decay_fraction=fraction, warmup_steps=warmup).decay_steps == decay
+
+
+def test_a_resumed_run_that_trains_nothing_keeps_the_wall_clock_of_the_run_that_did(tmp_path, monkeypatch):
+    import json
+
+    from training.miniworld.pipeline import MiniworldConfig, Pipeline
+
+    done: set[str] = set()
+
+    def stages(self):
+        def stage(name):
+            def run():
+                if name in done:
+                    return {"skipped": True}
+                done.add(name)
+                return {}
+            return run
+        return {name: stage(name) for name in ("reasoner-small", "reasoner-large", "captioner-sft", "captioner", "evals")}
+
+    monkeypatch.setattr(Pipeline, "stage_functions", stages)
+    Pipeline(MiniworldConfig.quick(), tmp_path, progress=False).run(stop_after="reasoner-large")
+    assert done == {"reasoner-small", "reasoner-large"}
+    assert not json.loads((tmp_path / "wall.json").read_text())["from_scratch"]  # it stopped early
+    Pipeline(MiniworldConfig.quick(), tmp_path, progress=False).run()
+    assert not json.loads((tmp_path / "wall.json").read_text())["from_scratch"]  # resumed: two stages were kept
+    done.clear()
+    (tmp_path / "stages.json").unlink()
+    Pipeline(MiniworldConfig.quick(), tmp_path, progress=False).run()
+    first = json.loads((tmp_path / "wall.json").read_text())
+    assert first["from_scratch"] and first["jobs"] == 1
+    Pipeline(MiniworldConfig.quick(), tmp_path, progress=False).run()  # everything done: nothing trains
+    assert json.loads((tmp_path / "wall.json").read_text()) == first
