@@ -288,6 +288,8 @@ class Pipeline:
     def evaluate(self) -> dict[str, Any]:
         """Both captioners side by side with both reasoners (decoupled, direct, blind): one `evals.run`."""
         c, evals = self.config, self.out / "evals"
+        if _done(evals / "all"):
+            return {"skipped": True}
         argv = [
             "--captioner", f"hf:{self.model('captioner')}", "--captioner", f"hf:{self.model('captioner-sft')}",
             "--reasoner", f"hf:{self.model('reasoner-small')}", "--reasoner", f"hf:{self.model('reasoner-large')}",
@@ -298,6 +300,7 @@ class Pipeline:
             "--output-dir", str(evals / "all"), "--resume", "--no-progress",
         ]
         _run_module("evals.run", argv)
+        (evals / "all" / DONE).write_text("ok\n")
         return {}
 
 
