@@ -288,7 +288,8 @@ class Pipeline:
     def evaluate(self) -> dict[str, Any]:
         """Both captioners side by side with both reasoners (decoupled, direct, blind): one `evals.run`."""
         c, evals = self.config, self.out / "evals"
-        if _done(evals / "all"):
+        marker, models = evals / "all" / DONE, self._fingerprint()
+        if marker.is_file() and marker.read_text() == models:  # the same models were evaluated: nothing to do
             return {"skipped": True}
         argv = [
             "--captioner", f"hf:{self.model('captioner')}", "--captioner", f"hf:{self.model('captioner-sft')}",
@@ -300,8 +301,15 @@ class Pipeline:
             "--output-dir", str(evals / "all"), "--resume", "--no-progress",
         ]
         _run_module("evals.run", argv)
-        (evals / "all" / DONE).write_text("ok\n")
+        marker.write_text(models)
         return {}
+
+    def _fingerprint(self) -> str:
+        """The SHA-256 of every model's weights (an eval stands only for the models it ran)."""
+        import hashlib
+
+        return json.dumps({name: hashlib.sha256((self.model(name) / "model.safetensors").read_bytes()).hexdigest()
+                           for name in ("captioner", "captioner-sft", "reasoner-small", "reasoner-large")}, indent=1)
 
 
 def _params(path: Path) -> int:
