@@ -232,3 +232,19 @@ def test_a_resumed_run_that_trains_nothing_keeps_the_wall_clock_of_the_run_that_
     assert first["from_scratch"] and first["jobs"] == 1
     Pipeline(MiniworldConfig.quick(), tmp_path, progress=False).run()  # everything done: nothing trains
     assert json.loads((tmp_path / "wall.json").read_text()) == first
+
+
+def test_evals_stage_reruns_when_any_model_changed(tmp_path, monkeypatch):
+    from training.miniworld import pipeline as mw
+
+    calls = []
+    monkeypatch.setattr(mw, "_run_module", lambda module, argv: calls.append(module))
+    run = mw.Pipeline(mw.MiniworldConfig.quick(), tmp_path, progress=False)
+    for name in MODELS:
+        run.model(name).mkdir(parents=True)
+        (run.model(name) / "model.safetensors").write_bytes(name.encode())
+    (tmp_path / "evals" / "all").mkdir(parents=True)
+    assert run.evaluate() == {} and calls == ["evals.run"]
+    assert run.evaluate() == {"skipped": True} and len(calls) == 1  # the same models: their results stand
+    (run.model("captioner") / "model.safetensors").write_bytes(b"retrained")
+    assert run.evaluate() == {} and len(calls) == 2  # a retrained captioner is evaluated again
