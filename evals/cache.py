@@ -195,6 +195,10 @@ def model_identity(spec: str) -> str:
     if provider == "openai":
         path = Path(name).expanduser()
         return f"openai:{_fingerprint(path) if path.is_dir() else name}"
+    if provider == "miniworld":  # shipped weights change with the package: the files, not the name
+        from rapid_agent.miniworld import model_path
+
+        return model_identity(f"hf:{model_path(name)}")
     return spec.strip()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evals.benchmarks import get_benchmark
+from evals.cache import model_identity
 from evals.store import Mode, config_digest
 from rapid_agent.errors import ConfigError
 from rapid_agent.models.spec import GenerationSettings
@@ -108,11 +109,22 @@ class EvalConfig(BaseModel):
         data = self.model_dump(mode="json")
         for role in ("captioner_generation", "reasoner_generation"):
             data[role] = {k: v for k, v in data[role].items() if k not in ("timeout_s", "max_batch_size")}
+        # the weights behind each spec: a folder retrained (or a package upgraded) under the same
+        # spec is another model, and its results must not be resumed into the old ones
+        data["weights"] = {spec: _weights(spec) for spec in dict.fromkeys([self.captioner, *self.reasoners])}
         return data
 
     def digest(self) -> str:
         """Names the default output folder and tags each record (see `evals.store`)."""
         return config_digest(self.identity())
+
+
+def _weights(spec: str) -> str:
+    """`model_identity(spec)`; a name that is no spec (a model object handed to the runner) stands for itself."""
+    try:
+        return model_identity(spec)
+    except ConfigError:
+        return spec
 
 
 def combined_digest(configs: list[EvalConfig]) -> str:

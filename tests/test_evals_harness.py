@@ -417,3 +417,10 @@ def test_cli_bad_input_gets_clear_messages(tmp_path, capsys):
     assert f"error: reasoner: the server at {url} is unreachable" in err and "start it" in err
     assert main(["--list-benchmarks"]) == 0
     assert "dynamath" in capsys.readouterr().out
+
+
+def test_shipped_miniworld_models_are_identified_by_their_files_not_their_name():
+    from rapid_agent.miniworld import model_path
+
+    assert model_identity("miniworld:captioner") == model_identity(f"hf:{model_path('captioner')}")
+    assert model_identity("miniworld:captioner") != model_identity("miniworld:captioner-sft")

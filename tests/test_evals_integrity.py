@@ -410,3 +410,16 @@ def test_a_cache_of_the_previous_layout_is_adopted(tmp_path):
     cache = PerceptionCache(path)
     assert cache.get("k") == Entry(text="old caption", usage={})
     cache.close()
+
+
+def test_a_folder_of_a_model_retrained_under_the_same_spec_is_refused(tiny_captioner_path, tmp_path):
+    weights = tmp_path / "captioner"
+    shutil.copytree(tiny_captioner_path, weights)
+    config = EvalConfig(captioner=f"hf:{weights}").identity()
+    with RunStore.open(tmp_path / "run", config, resume=False) as store:
+        store.append(record("1"))
+    with RunStore.open(tmp_path / "run", EvalConfig(captioner=f"hf:{weights}").identity(), resume=True) as store:
+        assert len(store.records()) == 1  # the same weights: resumed
+    (weights / "generation_config.json").write_text('{"retrained": true}')  # the same spec, other files
+    with pytest.raises(ConfigError, match=r"weights"):
+        RunStore.open(tmp_path / "run", EvalConfig(captioner=f"hf:{weights}").identity(), resume=True)
