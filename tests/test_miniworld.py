@@ -246,5 +246,7 @@ def test_evals_stage_reruns_when_any_model_changed(tmp_path, monkeypatch):
     (tmp_path / "evals" / "all").mkdir(parents=True)
     assert run.evaluate() == {} and calls == ["evals.run"]
     assert run.evaluate() == {"skipped": True} and len(calls) == 1  # the same models: their results stand
+    (tmp_path / "evals" / "all" / "samples.jsonl").write_text("results of the models before\n")
     (run.model("captioner") / "model.safetensors").write_bytes(b"retrained")
     assert run.evaluate() == {} and len(calls) == 2  # a retrained captioner is evaluated again
+    assert not (tmp_path / "evals" / "all" / "samples.jsonl").exists()  # from a clean folder, not resumed into old results

@@ -289,8 +289,10 @@ class Pipeline:
         """Both captioners side by side with both reasoners (decoupled, direct, blind): one `evals.run`."""
         c, evals = self.config, self.out / "evals"
         marker, models = evals / "all" / DONE, self._fingerprint()
-        if marker.is_file() and marker.read_text() == models:  # the same models were evaluated: nothing to do
-            return {"skipped": True}
+        if marker.is_file():
+            if marker.read_text() == models:  # the same models were evaluated: nothing to do
+                return {"skipped": True}
+            shutil.rmtree(evals / "all")  # results of models since retrained: evals.run would refuse to resume them
         argv = [
             "--captioner", f"hf:{self.model('captioner')}", "--captioner", f"hf:{self.model('captioner-sft')}",
             "--reasoner", f"hf:{self.model('reasoner-small')}", "--reasoner", f"hf:{self.model('reasoner-large')}",
@@ -301,14 +303,15 @@ class Pipeline:
             "--output-dir", str(evals / "all"), "--resume", "--no-progress",
         ]
         _run_module("evals.run", argv)
+        marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(models)
         return {}
 
     def _fingerprint(self) -> str:
-        """The SHA-256 of every model's weights (an eval stands only for the models it ran)."""
-        import hashlib
+        """The identity of every model's files, as the eval harness keys its results."""
+        from evals.cache import model_identity
 
-        return json.dumps({name: hashlib.sha256((self.model(name) / "model.safetensors").read_bytes()).hexdigest()
+        return json.dumps({name: model_identity(f"hf:{self.model(name)}")
                            for name in ("captioner", "captioner-sft", "reasoner-small", "reasoner-large")}, indent=1)
 
 
