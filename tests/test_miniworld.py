@@ -197,6 +197,24 @@ def test_the_worlds_tokenizer_knows_its_words_and_keeps_digits_apart(tmp_path):
     assert [t for t in tokens if any(c.isdigit() for c in t)] == list("17121931")  # one token per digit
 
 
+def test_the_captioners_tokenizer_names_the_bar_at_every_value_it_writes(tmp_path):
+    from transformers import AutoProcessor
+
+    tokenizer = AutoProcessor.from_pretrained(sft.init_captioner(tmp_path / "captioner", seed=0)).tokenizer
+    scene = world.Scene(values=(7, 15, 4, 19))
+    description = world.describe(scene)
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer(description).input_ids)
+    assert tokenizer.decode(tokenizer(description).input_ids) == description
+    phrases = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(phrase)) for phrase in world.DESCRIPTION_PHRASES]
+    assert all(len(ids) == 1 for ids in phrases)  # `bar A: ` ... `bar D: ` are one token each
+    # every digit is at most one token after the token that names its bar
+    for i, token in enumerate(tokens):
+        if token.isdigit():
+            assert tokens[i - 1] in world.DESCRIPTION_PHRASES or (tokens[i - 1].isdigit()
+                                                                  and tokens[i - 2] in world.DESCRIPTION_PHRASES)
+    assert sum(t.isdigit() for t in tokens) == len("7154" "19")
+
+
 @pytest.mark.parametrize(("steps", "fraction", "warmup", "decay"), [(1000, 0.2, 50, 200), (100, 1.0, 50, 50), (10, 0.01, 0, 1)])
 def test_sft_rate_decays_over_the_last_share_of_the_steps(steps, fraction, warmup, decay):
     assert sft.SFTStage(steps=steps, batch_size=1, examples=1, decay_fraction=fraction, warmup_steps=warmup).decay_steps == decay

@@ -145,10 +145,19 @@ def tasks(split: Split, count: int, *, seed: int = 0) -> Iterator[Task]:
 # ------------------------------------------------------------------------------------ text targets
 
 
+def bar_phrase(label: str) -> str:
+    """What precedes a bar's value in a description: `bar A: `."""
+    return f"bar {label}: "
+
+
+DESCRIPTION_PHRASES = tuple(bar_phrase(label) for label in LABELS)
+"""Every bar phrase: the captioner's tokenizer holds each as one token (see `training.miniworld.sft`)."""
+
+
 def describe(scene: Scene, labels: str | None = None) -> str:
     """The scene as `bar A: 7; bar B: 15; bar C: 4` (only `labels` when given, in label order)."""
     chosen = scene.labels if labels is None else labels
-    return "; ".join(f"bar {label}: {scene.value(label)}" for label in scene.labels if label in chosen)
+    return "; ".join(f"{bar_phrase(label)}{scene.value(label)}" for label in scene.labels if label in chosen)
 
 
 def partial_description(scene: Scene, rng: random.Random, *, full_probability: float) -> str:

@@ -84,8 +84,9 @@ If the description does not contain enough information, say that you cannot tell
 """
 
 
-def _train_tokenizer(corpus: Sequence[str] = ()) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer on the built-in corpus (and `corpus`), wrapped for transformers."""
+def _train_tokenizer(corpus: Sequence[str] = (), phrases: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer on the built-in corpus (and `corpus`), wrapped for transformers;
+    each of `phrases` becomes one token."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -107,13 +108,15 @@ def _train_tokenizer(corpus: Sequence[str] = ()) -> PreTrainedTokenizerFast:
         show_progress=False,
     )
     backend.train_from_iterator([*_CORPUS.splitlines(), *corpus], trainer=trainer)
-    return PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         padding_side="left",
         chat_template=_CHAT_TEMPLATE,
     )
+    tokenizer.add_tokens(list(phrases))
+    return tokenizer
 
 
 def _token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
@@ -169,7 +172,7 @@ def _build_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def _write_captioner(out: Path, seed: int, corpus: Sequence[str]) -> None:
+def _write_captioner(out: Path, seed: int, corpus: Sequence[str], phrases: Sequence[str]) -> None:
     import torch
     from transformers import (
         Qwen2_5_VLConfig,
@@ -179,7 +182,7 @@ def _write_captioner(out: Path, seed: int, corpus: Sequence[str]) -> None:
         Qwen2VLVideoProcessor,
     )
 
-    tokenizer = _train_tokenizer(corpus)
+    tokenizer = _train_tokenizer(corpus, phrases)
     ids = _token_ids(tokenizer)
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(
@@ -224,11 +227,11 @@ def _write_captioner(out: Path, seed: int, corpus: Sequence[str]) -> None:
     processor.save_pretrained(out)
 
 
-def _write_reasoner(out: Path, seed: int, corpus: Sequence[str]) -> None:
+def _write_reasoner(out: Path, seed: int, corpus: Sequence[str], phrases: Sequence[str]) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    tokenizer = _train_tokenizer(corpus)
+    tokenizer = _train_tokenizer(corpus, phrases)
     config = Qwen2Config(
         hidden_size=128,
         num_hidden_layers=2,
@@ -247,7 +250,9 @@ def _write_reasoner(out: Path, seed: int, corpus: Sequence[str]) -> None:
     tokenizer.save_pretrained(out)
 
 
-def build_tiny_captioner(path: str | Path, *, seed: int = 0, corpus: Sequence[str] = ()) -> Path:
+def build_tiny_captioner(
+    path: str | Path, *, seed: int = 0, corpus: Sequence[str] = (), phrases: Sequence[str] = ()
+) -> Path:
     """Build a tiny random Qwen2.5-VL captioner (model + processor) at ``path``, offline, in seconds.
 
     The checkpoint reloads with ``AutoModelForImageTextToText.from_pretrained(path)`` and
@@ -256,20 +261,24 @@ def build_tiny_captioner(path: str | Path, *, seed: int = 0, corpus: Sequence[st
     padding=True, add_generation_prompt=True)`` with ``{"type": "image", "image": <PIL image>}`` parts
     works. Images are resized to between 56x56 and 224x224 pixels (4 to 64 image tokens).
     ``corpus``: further text the tokenizer learns its merges from (a task's prompts: shorter sequences).
+    ``phrases``: strings that become one token each, wherever they occur (e.g. a task's ``"bar A: "``:
+    the value that follows is then predicted at a position naming its bar, with no look-back).
     Returns ``path``; an existing complete build there is kept as is.
     """
-    return _build_atomically(path, lambda out: _write_captioner(out, seed, corpus))
+    return _build_atomically(path, lambda out: _write_captioner(out, seed, corpus, phrases))
 
 
-def build_tiny_reasoner(path: str | Path, *, seed: int = 0, corpus: Sequence[str] = ()) -> Path:
+def build_tiny_reasoner(
+    path: str | Path, *, seed: int = 0, corpus: Sequence[str] = (), phrases: Sequence[str] = ()
+) -> Path:
     """Build a tiny random Qwen2 text model (model + tokenizer) at ``path``, offline, in seconds.
 
     Hidden size 128, 4 attention heads of size 32 (a size vLLM's CPU backend accepts), 2 key/value
     heads, 2 layers. Reloads with ``AutoModelForCausalLM`` / ``AutoTokenizer``; the tokenizer has a
-    Qwen-style system/user/assistant chat template; ``corpus`` as for :func:`build_tiny_captioner`.
-    Returns ``path``; an existing complete build is kept.
+    Qwen-style system/user/assistant chat template; ``corpus`` and ``phrases`` as for
+    :func:`build_tiny_captioner`. Returns ``path``; an existing complete build is kept.
     """
-    return _build_atomically(path, lambda out: _write_reasoner(out, seed, corpus))
+    return _build_atomically(path, lambda out: _write_reasoner(out, seed, corpus, phrases))
 
 
 def tiny_models_dir() -> Path:

@@ -61,12 +61,13 @@ class MiniworldConfig(BaseModel):
     def quick(cls, **overrides: Any) -> MiniworldConfig:
         """A few minutes end to end (CI): the same stages at a fraction of the steps."""
         values: dict[str, Any] = {
-            "reasoner_small": SFTStage(steps=250, batch_size=32, examples=6000),
-            "reasoner_large": SFTStage(steps=250, batch_size=32, examples=6000),
-            "captioner": (CaptionerPhase(steps=350, batch_size=16, examples=5600, full_probability=1.0, direct_fraction=0.0),
-                          CaptionerPhase(steps=150, batch_size=16, examples=2400, learning_rate=1e-3)),
-            "vpo_steps": 30,
-            "eval_items": 100,
+            "reasoner_small": SFTStage(steps=500, batch_size=64, examples=32_000),
+            "reasoner_large": SFTStage(steps=250, batch_size=64, examples=16_000),
+            "captioner": (CaptionerPhase(steps=800, batch_size=16, examples=12_800, full_probability=1.0,
+                                         direct_fraction=0.0, decay_fraction=0.1),
+                          CaptionerPhase(steps=200, batch_size=16, examples=3200)),
+            "vpo_steps": 40,
+            "eval_items": 200,
         }
         return cls(**(values | overrides))
 

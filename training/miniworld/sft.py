@@ -132,12 +132,18 @@ def tokenizer_corpus(count: int = 200) -> list[str]:
 
 
 def init_reasoner(path: Path, size: ReasonerSize, *, seed: int) -> Path:
-    """A fresh random reasoner of `size` with a tiny tokenizer trained on the world's texts."""
+    """A fresh random reasoner of `size` with a tiny tokenizer trained on the world's texts.
+
+    Each `bar A: ` is one token (as for the captioner): looking a value up is then copying what
+    follows the same token in the caption (small reasoner, 500 steps, true captions: value look-ups
+    60% this way, 22% with the phrase split into four tokens).
+    """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
-        base = build_tiny_reasoner(Path(tmp) / "base", seed=seed, corpus=tokenizer_corpus())
+        base = build_tiny_reasoner(Path(tmp) / "base", seed=seed, corpus=tokenizer_corpus(),
+                                   phrases=world.DESCRIPTION_PHRASES)
         config = AutoConfig.from_pretrained(base)
         config.hidden_size = size.hidden_size
         config.num_hidden_layers = size.num_hidden_layers
@@ -154,9 +160,16 @@ def init_reasoner(path: Path, size: ReasonerSize, *, seed: int) -> Path:
 
 
 def init_captioner(path: Path, *, seed: int) -> Path:
-    """A fresh random tiny Qwen2.5-VL captioner (the project's tiny builder, the world's tokenizer)."""
+    """A fresh random tiny Qwen2.5-VL captioner (the project's tiny builder, the world's tokenizer).
+
+    Its tokenizer holds each `bar A: ` as one token, so every digit of a value is predicted at most
+    one position after a token naming its bar. With `bar`, ` A`, `:`, ` ` as separate tokens, the
+    2-layer model first has to look back to find which bar it is describing, then find that bar in
+    the image: held-out per-bar reading after 600 full-description steps was ~15% that way, 73% this way.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        base = build_tiny_captioner(Path(tmp) / "base", seed=seed, corpus=tokenizer_corpus())
+        base = build_tiny_captioner(Path(tmp) / "base", seed=seed, corpus=tokenizer_corpus(),
+                                    phrases=world.DESCRIPTION_PHRASES)
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         AutoModelForImageTextToText.from_pretrained(base).save_pretrained(path)
