@@ -2,10 +2,10 @@
 
 Enable it with `pytest_plugins = ["rapid_agent.testing.miniworld_pytest"]` in a `conftest.py`; tests
 marked `miniworld_quick` ask for the `miniworld_quick_run` fixture (the run's output folder). As soon
-as collection selects such a test, the quick run starts as its own process (one torch thread per
-lane, `--jobs 2`: the captioner's SFT beside the reasoners'), so its minutes of training overlap with
-the rest of the suite; the fixture waits for it and fails, with the
-end of the run's log, if it did not succeed.
+as collection selects such a test, the quick run starts as its own process with one torch thread (the
+suite keeps the other core: two busy threads on one core slow torch many times over), so its minutes
+of training overlap with the rest of the suite; the fixture waits for it and fails, with the end of
+the run's log, if it did not succeed.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class QuickRun:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "training.miniworld", "--quick", "--out", str(self.out), "--no-progress",
-                 "--threads", "2", "--jobs", "2"],
+                 "--threads", "1", "--jobs", "1"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 

@@ -186,8 +186,13 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "that teaches it to read — then VPO "
         "(`python -m training.vpo --preset miniworld`, GRPO, the small reasoner frozen as the reward) aligns it with "
         "the reasoner. Two Qwen2 reasoners are trained with `SFTTrainer` on (true description + question → work + "
-        "`\\boxed{}`): a small one that writes sums on one line, a larger one that writes partial sums.",
+        "`\\boxed{}`): a small one that writes sums on one line, a larger one that writes partial sums. In both "
+        "tokenizers each `bar A: ` is one token, so a value is written next to a token that names its bar (the tiny "
+        "models learn to read and look up values several times faster than with the phrase split in four).",
         "",
+        *(["The reasoners are the shipped `miniworld:reasoner-small` / `miniworld:reasoner-large`, taken as they are: "
+           "this run trains the perception side only (SFT of the captioner, then VPO).", ""]
+          if config.get("reasoners") == "shipped" else []),
         f"Parameters: captioner {params.get('captioner-sft'):,}, small reasoner {params.get('reasoner-small'):,}, "
         f"large reasoner {params.get('reasoner-large'):,}. Evaluated on {config['eval_items']} held-out items with "
         "`python -m evals.run --benchmark miniworld --prompt paper-train`; intervals are 95% (Wilson for accuracy, "
@@ -229,8 +234,8 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "the evals then get both threads. Stages are sized in steps and examples, not minutes; a finished stage is "
         "kept, so the command resumes where it stopped, on whatever machine runs it (SFT uses a GPU when there is "
         "one, in fp32; the shipped weights are fp16). `python -m training.miniworld --quick` runs every stage at a "
-        "fraction of these steps (a CI check that the pipeline runs and learns; too short for the captioner to read "
-        "digits).",
+        "fraction of these steps (about a quarter of the time); CI runs it from scratch and asserts each claim on "
+        "its held-out items (`tests/test_miniworld_quick.py`).",
         "",
         "Reproduce the figures from the shipped weights: `python -m evals.run --captioner miniworld:captioner "
         "--captioner miniworld:captioner-sft --reasoner miniworld:reasoner-small --reasoner miniworld:reasoner-large "

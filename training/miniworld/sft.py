@@ -132,18 +132,12 @@ def tokenizer_corpus(count: int = 200) -> list[str]:
 
 
 def init_reasoner(path: Path, size: ReasonerSize, *, seed: int) -> Path:
-    """A fresh random reasoner of `size` with a tiny tokenizer trained on the world's texts.
-
-    Each `bar A: ` is one token (as for the captioner): looking a value up is then copying what
-    follows the same token in the caption (small reasoner, 500 steps, true captions: value look-ups
-    60% this way, 22% with the phrase split into four tokens).
-    """
+    """A fresh random reasoner of `size` with a tiny tokenizer trained on the world's texts."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
-        base = build_tiny_reasoner(Path(tmp) / "base", seed=seed, corpus=tokenizer_corpus(),
-                                   phrases=world.DESCRIPTION_PHRASES)
+        base = build_tiny_reasoner(Path(tmp) / "base", seed=seed, corpus=tokenizer_corpus())
         config = AutoConfig.from_pretrained(base)
         config.hidden_size = size.hidden_size
         config.num_hidden_layers = size.num_hidden_layers
