@@ -252,6 +252,32 @@ def test_a_resumed_run_that_trains_nothing_keeps_the_wall_clock_of_the_run_that_
     assert json.loads((tmp_path / "wall.json").read_text()) == first
 
 
+def test_a_run_on_the_shipped_reasoners_is_from_scratch_for_what_it_trains(tmp_path, monkeypatch):
+    import json
+
+    from training.miniworld.pipeline import FIRST_LANE, MiniworldConfig, Pipeline
+
+    def stages(self):
+        return {name: (lambda name=name: {"skipped": True, "shipped": True} if name in FIRST_LANE else {})
+                for name in ("reasoner-small", "reasoner-large", "captioner-sft", "captioner", "evals")}
+
+    monkeypatch.setattr(Pipeline, "stage_functions", stages)
+    Pipeline(MiniworldConfig.quick(), tmp_path, progress=False).run(jobs=2)
+    wall = json.loads((tmp_path / "wall.json").read_text())
+    assert wall["from_scratch"] and wall["shipped"] == ["reasoner-large", "reasoner-small"] and wall["jobs"] == 2
+    assert set(json.loads((tmp_path / "stages.json").read_text())) == {"captioner-sft", "captioner", "evals"}
+
+
+def test_shipped_reasoners_are_taken_byte_for_byte(tmp_path):
+    from rapid_agent.miniworld import model_path
+    from training.miniworld.pipeline import MiniworldConfig, Pipeline
+
+    run = Pipeline(MiniworldConfig.quick(), tmp_path, progress=False)
+    assert run.stage_functions()["reasoner-small"]() == {"skipped": True, "shipped": True}
+    for shipped in model_path("reasoner-small").iterdir():
+        assert (run.model("reasoner-small") / shipped.name).read_bytes() == shipped.read_bytes()
+
+
 def test_evals_stage_reruns_when_any_model_changed(tmp_path, monkeypatch):
     from training.miniworld import pipeline as mw
 

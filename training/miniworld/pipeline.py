@@ -203,15 +203,18 @@ class Pipeline:
             self.stages.append(Stage(name=name, seconds=0.0, info={"side_lane": True}))
 
     def _record_wall(self, seconds: float, jobs: int) -> None:
-        """Keep the wall clock of an invocation that trained something, and whether it trained every stage."""
+        """Keep the wall clock of an invocation that trained something, and whether it trained every stage
+        (but the shipped models it took as they are, listed too)."""
         import torch
 
         if all(s.info.get("skipped") for s in self.stages):
             return  # nothing ran: the record of the run that made these models stands
         trained = json.loads((self.out / "stages.json").read_text()) if (self.out / "stages.json").is_file() else {}
+        shipped = {s.name for s in self.stages if s.info.get("shipped")}
         record = {"seconds": round(seconds, 1), "jobs": jobs, "threads": torch.get_num_threads(),
-                  "from_scratch": set(trained) == set(self.stage_functions()) and not any(
-                      s.info.get("skipped") for s in self.stages)}
+                  "from_scratch": set(trained) == set(self.stage_functions()) - shipped and not any(
+                      s.info.get("skipped") and s.name not in shipped for s in self.stages),
+                  "shipped": sorted(shipped)}
         (self.out / "wall.json").write_text(json.dumps(record, indent=1) + "\n")
 
     def scaled(self, stage: SFTStage) -> SFTStage:

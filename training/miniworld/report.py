@@ -173,7 +173,8 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
     stages = "\n".join(f"| {name} | {t['seconds'] / 60:.1f} | {t['device']} |" for name, t in times.items())
     wall = json.loads((out / "wall.json").read_text())
     total = wall["seconds"] if wall["from_scratch"] else sum(t["seconds"] for t in times.values())
-    total_row = (f"| whole run (wall clock, {wall['threads']} threads, --jobs {wall['jobs']}) | {total / 60:.1f} | |"
+    shipped = f", shipped {' and '.join(wall['shipped'])}" if wall.get("shipped") else ""
+    total_row = (f"| whole run (wall clock, {wall['threads']} threads, --jobs {wall['jobs']}{shipped}) | {total / 60:.1f} | |"
                  if wall["from_scratch"] else f"| sum of the stages (resumed run: no single wall clock) | {total / 60:.1f} | |")
     lines = [
         "# The miniature world: RAPID's claims, reproduced by tiny models trained on a CPU",
