@@ -247,7 +247,7 @@ class Pipeline:
 
             shipped = model_path(name)
             _finish_model(shipped, final, {"shipped": str(shipped), "params": _params(shipped)}, keep_source=True)
-            return {"skipped": True, "shipped": True}  # nothing trained: no time, and not a run from scratch
+            return {"skipped": True, "shipped": True}  # nothing trained: no stage time; wall.json lists it
         work = self.out / "work" / name
         seed = self.config.seed + (1 if name.endswith("large") else 0)
         init = init_reasoner(work / "init", size, seed=seed)
