@@ -197,10 +197,24 @@ def test_the_worlds_tokenizer_knows_its_words_and_keeps_digits_apart(tmp_path):
     assert [t for t in tokens if any(c.isdigit() for c in t)] == list("17121931")  # one token per digit
 
 
-def test_the_captioners_tokenizer_names_the_bar_at_every_value_it_writes(tmp_path):
+def _captioner_tokenizer(path):
     from transformers import AutoProcessor
 
-    tokenizer = AutoProcessor.from_pretrained(sft.init_captioner(tmp_path / "captioner", seed=0)).tokenizer
+    return AutoProcessor.from_pretrained(sft.init_captioner(path, seed=0)).tokenizer
+
+
+def _large_reasoner_tokenizer(path):
+    from transformers import AutoTokenizer
+
+    from training.miniworld.pipeline import MiniworldConfig
+
+    return AutoTokenizer.from_pretrained(sft.init_reasoner(path, MiniworldConfig().large_size, seed=0))
+
+
+@pytest.mark.parametrize("tokenizer_of", [_captioner_tokenizer, _large_reasoner_tokenizer])
+def test_the_tokenizer_names_the_bar_at_every_value(tmp_path, tokenizer_of):
+    """The captioner writes each value right after a token naming its bar; the larger reasoner reads it so."""
+    tokenizer = tokenizer_of(tmp_path / "model")
     scene = world.Scene(values=(7, 15, 4, 19))
     description = world.describe(scene)
     tokens = tokenizer.convert_ids_to_tokens(tokenizer(description).input_ids)
@@ -213,6 +227,18 @@ def test_the_captioners_tokenizer_names_the_bar_at_every_value_it_writes(tmp_pat
             assert tokens[i - 1] in world.DESCRIPTION_PHRASES or (tokens[i - 1].isdigit()
                                                                   and tokens[i - 2] in world.DESCRIPTION_PHRASES)
     assert sum(t.isdigit() for t in tokens) == len("7154" "19")
+
+
+def test_the_small_reasoner_reads_bar_names_as_words(tmp_path):
+    """The small reasoner (VPO's frozen reward model, shipped as trained before the phrases) keeps the plain words."""
+    from transformers import AutoTokenizer
+
+    from training.miniworld.pipeline import MiniworldConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(sft.init_reasoner(tmp_path / "small", MiniworldConfig().small_size, seed=0))
+    shipped = AutoTokenizer.from_pretrained(model_path("reasoner-small"))
+    assert tokenizer.get_vocab() == shipped.get_vocab()
+    assert all(len(tokenizer.tokenize(phrase)) > 1 for phrase in world.DESCRIPTION_PHRASES)
 
 
 @pytest.mark.parametrize(("steps", "fraction", "warmup", "decay"), [(1000, 0.2, 50, 200), (100, 1.0, 50, 50), (10, 0.01, 0, 1)])
@@ -320,3 +346,56 @@ def test_two_lanes_train_the_captioner_beside_the_reasoners(tmp_path):
     assert {s["device"] for s in stages.values()} == {"CPU, 1 threads"}  # two lanes, a thread each
     assert "stage captioner-sft" in (tmp_path / "side-lane.log").read_text()  # trained by the second process
     assert all((tmp_path / "models" / name / "model.safetensors").is_file() for name in stages)
+
+
+def _pipeline_without_vpo_process(tmp_path, monkeypatch, *, side_lane):
+    """A quick-config pipeline whose `python -m training.vpo` records that it ran (and what it found) instead."""
+    import json
+
+    from training.miniworld import pipeline as mw
+
+    run = mw.Pipeline(mw.MiniworldConfig.quick(), tmp_path, progress=False, side_lane=side_lane)
+    ran = []
+
+    def fake_vpo(module, argv):
+        ran.append((module, mw._done(run.model("reasoner-small"))))
+        work = tmp_path / "work" / "vpo"
+        work.mkdir(parents=True)
+        (work / "trainer_state.json").write_text(json.dumps({"log_history": []}))
+
+    monkeypatch.setattr(mw, "_run_module", fake_vpo)
+    (run.model("captioner-sft")).mkdir(parents=True)
+    (run.model("captioner-sft") / mw.DONE).write_text("ok\n")
+    return run, ran
+
+
+def test_vpo_in_the_side_lane_starts_once_the_first_lane_has_the_small_reasoner(tmp_path, monkeypatch):
+    from training.miniworld import pipeline as mw
+
+    run, ran = _pipeline_without_vpo_process(tmp_path, monkeypatch, side_lane=True)
+    polls = []
+
+    def first_lane_finishes_on_the_third_poll(seconds):
+        polls.append(seconds)
+        if len(polls) == 3:
+            run.model("reasoner-small").mkdir(parents=True)
+            (run.model("reasoner-small") / mw.DONE).write_text("ok\n")
+
+    monkeypatch.setattr(mw.time, "sleep", first_lane_finishes_on_the_third_poll)
+    assert run.train_vpo() == {}
+    assert ran == [("training.vpo", True)] and len(polls) == 3  # waited, then trained on the finished model
+
+
+def test_vpo_without_the_small_reasoner_names_the_missing_stage(tmp_path, monkeypatch):
+    from training.miniworld import pipeline as mw
+
+    run, ran = _pipeline_without_vpo_process(tmp_path, monkeypatch, side_lane=False)
+    with pytest.raises(RuntimeError, match="'reasoner-small' has not run"):
+        run.train_vpo()
+    side, side_ran = _pipeline_without_vpo_process(tmp_path / "side", monkeypatch, side_lane=True)
+    parents = iter([100, 100, 1])  # the first lane's process dies while the side lane waits
+    monkeypatch.setattr(mw.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(mw.time, "sleep", lambda seconds: None)
+    with pytest.raises(RuntimeError, match="lane training 'reasoner-small' is gone"):
+        side.train_vpo()
+    assert ran == side_ran == []

@@ -50,6 +50,14 @@ def test_weights_ship_with_their_manifest():
     assert total < 20 * 2**20
 
 
+def test_weights_are_those_of_the_current_recipe():
+    """`python -m training.miniworld` (defaults) makes what ships: a recipe change must come with new weights."""
+    from training.miniworld.pipeline import MiniworldConfig
+
+    manifest = json.loads((WEIGHTS_DIR / MANIFEST).read_text())
+    assert manifest["config"] == json.loads(MiniworldConfig(seed=manifest["seed"]).model_dump_json())
+
+
 def test_perception_matters(found):
     assert found["perception"]["difference"] > 0.2, found["perception"]
 

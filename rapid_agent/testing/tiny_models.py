@@ -227,11 +227,11 @@ def _write_captioner(out: Path, seed: int, corpus: Sequence[str], phrases: Seque
     processor.save_pretrained(out)
 
 
-def _write_reasoner(out: Path, seed: int, corpus: Sequence[str]) -> None:
+def _write_reasoner(out: Path, seed: int, corpus: Sequence[str], phrases: Sequence[str]) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    tokenizer = _train_tokenizer(corpus)
+    tokenizer = _train_tokenizer(corpus, phrases)
     config = Qwen2Config(
         hidden_size=128,
         num_hidden_layers=2,
@@ -268,15 +268,17 @@ def build_tiny_captioner(
     return _build_atomically(path, lambda out: _write_captioner(out, seed, corpus, phrases))
 
 
-def build_tiny_reasoner(path: str | Path, *, seed: int = 0, corpus: Sequence[str] = ()) -> Path:
+def build_tiny_reasoner(
+    path: str | Path, *, seed: int = 0, corpus: Sequence[str] = (), phrases: Sequence[str] = ()
+) -> Path:
     """Build a tiny random Qwen2 text model (model + tokenizer) at ``path``, offline, in seconds.
 
     Hidden size 128, 4 attention heads of size 32 (a size vLLM's CPU backend accepts), 2 key/value
     heads, 2 layers. Reloads with ``AutoModelForCausalLM`` / ``AutoTokenizer``; the tokenizer has a
-    Qwen-style system/user/assistant chat template; ``corpus`` as for :func:`build_tiny_captioner`.
+    Qwen-style system/user/assistant chat template; ``corpus`` and ``phrases`` as for :func:`build_tiny_captioner`.
     Returns ``path``; an existing complete build is kept.
     """
-    return _build_atomically(path, lambda out: _write_reasoner(out, seed, corpus))
+    return _build_atomically(path, lambda out: _write_reasoner(out, seed, corpus, phrases))
 
 
 def tiny_models_dir() -> Path:

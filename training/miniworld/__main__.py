@@ -34,8 +34,10 @@ def parser() -> argparse.ArgumentParser:
                    help="stop once this stage is done (a later run resumes there)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     p.add_argument("--jobs", type=int, choices=(1, 2), default=2,
-                   help="2 (default): the captioner's SFT runs in a second process beside the reasoners', threads split")
+                   help="2 (default): the captioner (SFT, then VPO) trains in a second process beside the reasoners, threads split")
     p.add_argument("--only", nargs="+", metavar="STAGE", help="run just these stages (the pipeline's side lane uses it)")
+    p.add_argument("--side-lane", action="store_true",
+                   help="with --only: this is a two-lane run's second lane (wait for the first lane's models)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     config = MiniworldConfig.quick(**overrides) if args.quick else MiniworldConfig(**overrides)
     out = args.out or Path("runs") / ("miniworld-quick" if args.quick else "miniworld")
     docs = args.docs or (out / "miniworld.md" if args.quick else Path("docs") / "miniworld.md")
-    pipeline = Pipeline(config, out, progress=not args.no_progress)
+    pipeline = Pipeline(config, out, progress=not args.no_progress, side_lane=args.side_lane)
     if args.only:
         for name in args.only:
             pipeline.run_stage(name)

@@ -27,7 +27,8 @@ from training.miniworld.sft import CaptionerPhase, ReasonerSize, SFTStage
 log = logging.getLogger(__name__)
 DONE = "stage.complete"
 FIRST_LANE = ("reasoner-small", "reasoner-large")  # independent of the side lane: trained side by side with it
-SIDE_LANE = ("captioner-sft",)
+SIDE_LANE = ("captioner-sft", "captioner")  # VPO needs the small reasoner only: the first lane trains it first
+WAIT_POLL_S = 5.0
 SEP = "=" * 100
 
 
@@ -42,9 +43,11 @@ class MiniworldConfig(BaseModel):
         "side only (RAPID's reasoners are off-the-shelf models; the quick run does this)."
     )
     reasoner_small: SFTStage = SFTStage(steps=1500, batch_size=64, examples=60_000)
-    reasoner_large: SFTStage = SFTStage(steps=1200, batch_size=64, examples=60_000)  # wider and deeper: fewer steps
+    reasoner_large: SFTStage = SFTStage(steps=1600, batch_size=64, examples=60_000)
     small_size: ReasonerSize = ReasonerSize(hidden_size=128, num_hidden_layers=2)
-    large_size: ReasonerSize = ReasonerSize(hidden_size=160, num_hidden_layers=3)
+    # the larger reasoner's tokenizer holds `bar A: ` as one token: naming the bar of a value is then a one-token
+    # look-back (without it, 1,200 steps named the wrong bar of the right value in ~1 of 4 comparisons)
+    large_size: ReasonerSize = ReasonerSize(hidden_size=160, num_hidden_layers=3, phrase_tokens=True)
     captioner: tuple[CaptionerPhase, ...] = (
         # reading first: every bar, every time (the digits come late; full targets carry twice the digits)
         CaptionerPhase(steps=2700, batch_size=16, examples=40_000, full_probability=1.0, direct_fraction=0.0,
@@ -113,8 +116,11 @@ def _finish_model(work: Path, final: Path, info: dict[str, Any], *, keep_source:
 class Pipeline:
     """Runs the stages in order into `out`; `report` is called with the results at the end."""
 
-    def __init__(self, config: MiniworldConfig, out: Path, *, progress: bool = True) -> None:
+    def __init__(self, config: MiniworldConfig, out: Path, *, progress: bool = True, side_lane: bool = False) -> None:
+        """`side_lane`: this process is the second lane of a two-lane run (its VPO waits for the first
+        lane's small reasoner, and gives up if that lane's process is gone)."""
         self.config, self.out, self.progress = config, Path(out).resolve(), progress  # absolute: short run labels
+        self.side_lane = side_lane
         self.models = self.out / "models"
         self.stages: list[Stage] = []
 
@@ -135,8 +141,8 @@ class Pipeline:
     def run(self, stop_after: str | None = None, *, jobs: int = 1) -> dict[str, Any]:
         """Run (or resume) the stages; with `stop_after`, stop once that stage is done.
 
-        With `jobs=2` the supervised stages run side by side, each lane with its share of the
-        threads: the reasoners in this process, the captioner's SFT in a second one (`--only`).
+        With `jobs=2` the stages run in two lanes, each with its share of the threads: the reasoners
+        in this process, the captioner (SFT, then VPO) in a second one (`--only ... --side-lane`).
         """
         import torch
         from tqdm.auto import tqdm
@@ -144,22 +150,28 @@ class Pipeline:
         functions = self.stage_functions()
         if stop_after is not None and stop_after not in functions:
             raise ValueError(f"unknown stage {stop_after!r}; stages: {', '.join(functions)}")
+        wanted = list(functions)[: list(functions).index(stop_after) + 1] if stop_after else list(functions)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(self.config.model_dump_json(indent=1) + "\n")
         start, threads = time.monotonic(), torch.get_num_threads()
-        side = self._start_side_lane() if jobs > 1 and self.config.reasoners == "train" else None
-        names = [name for name in functions if side is None or name not in SIDE_LANE]
-        bar = tqdm(names, desc="miniworld", unit="stage", disable=not self.progress, position=0)
-        for name in bar:
-            if side is not None and name not in FIRST_LANE:  # the later stages need the side lane's model
-                self._join_side_lane(side, threads)
-                side = None
-            bar.set_postfix_str(name)
-            self.run_stage(name)
-            if name == stop_after or (side is not None and stop_after in SIDE_LANE and name == FIRST_LANE[-1]):
-                break
-        if side is not None:
-            self._join_side_lane(side, threads)
+        side_stages = [name for name in SIDE_LANE if name in wanted] if jobs > 1 and self.config.reasoners == "train" else []
+        side = self._start_side_lane(side_stages)
+        names = [name for name in wanted if side is None or name not in side_stages]
+        try:
+            bar = tqdm(names, desc="miniworld", unit="stage", disable=not self.progress, position=0)
+            for name in bar:
+                if side is not None and name not in FIRST_LANE:  # the later stages need the side lane's models
+                    self._join_side_lane(side, threads, side_stages)
+                    side = None
+                bar.set_postfix_str(name)
+                self.run_stage(name)
+            if side is not None:
+                self._join_side_lane(side, threads, side_stages)
+        except BaseException:
+            if side is not None and side.poll() is None:  # a failed or interrupted lane stops the other one
+                side.terminate()
+                side.wait()
+            raise
         self._record_wall(time.monotonic() - start, jobs)
         return {"stages": [s.model_dump() for s in self.stages]}
 
@@ -174,23 +186,24 @@ class Pipeline:
             self._record_time(name, self.stages[-1].seconds)
         tqdm.write(f"{SEP}\nstage {name}: {self.stages[-1].seconds:.0f} s\n{SEP}")
 
-    def _start_side_lane(self) -> subprocess.Popen | None:
-        """Start the captioner's SFT as its own process with half the threads (this process keeps the rest)."""
+    def _start_side_lane(self, stages: list[str]) -> subprocess.Popen | None:
+        """Start `stages` as their own process with half the threads (this process keeps the rest)."""
         import torch
 
-        if all(_done(self.model(name)) for name in SIDE_LANE):
+        if all(_done(self.model(name)) for name in stages):
             return None
         threads = torch.get_num_threads()
         share = max(1, threads // 2)
         command = [sys.executable, "-m", "training.miniworld", "--out", str(self.out), "--config",
-                   str(self.out / "config.json"), "--only", *SIDE_LANE, "--threads", str(share), "--no-progress"]
+                   str(self.out / "config.json"), "--only", *stages, "--side-lane", "--threads", str(share),
+                   "--no-progress"]
         log.info("side lane: %s", " ".join(command))
         torch.set_num_threads(max(1, threads - share))
         with (self.out / "side-lane.log").open("w") as log_file:
             return subprocess.Popen(command, env=os.environ | {"OMP_NUM_THREADS": str(share)}, stdout=log_file,
                                     stderr=subprocess.STDOUT)
 
-    def _join_side_lane(self, process: subprocess.Popen, threads: int) -> None:
+    def _join_side_lane(self, process: subprocess.Popen, threads: int, stages: list[str]) -> None:
         """Wait for the side lane; this process gets all `threads` back."""
         import torch
 
@@ -198,8 +211,8 @@ class Pipeline:
         torch.set_num_threads(threads)
         if code != 0:
             tail = (self.out / "side-lane.log").read_text()[-3000:]
-            raise RuntimeError(f"the side lane ({', '.join(SIDE_LANE)}) exited with {code}:\n{tail}")
-        for name in SIDE_LANE:
+            raise RuntimeError(f"the side lane ({', '.join(stages)}) exited with {code}:\n{tail}")
+        for name in stages:
             self.stages.append(Stage(name=name, seconds=0.0, info={"side_lane": True}))
 
     def _record_wall(self, seconds: float, jobs: int) -> None:
@@ -286,6 +299,8 @@ class Pipeline:
         final, c = self.model("captioner"), self.config
         if _done(final):
             return {"skipped": True}
+        for needed in ("captioner-sft", "reasoner-small"):
+            self._await_model(needed)
         work = self.out / "work" / "vpo"
         argv = [
             "--preset", "miniworld", "--captioner", f"hf:{self.model('captioner-sft')}",
@@ -299,6 +314,17 @@ class Pipeline:
         history = json.loads(_trainer_state(work).read_text())["log_history"]
         _finish_model(work, final, {"log_history": history, "argv": ["python", "-m", "training.vpo", *argv]})
         return {}
+
+    def _await_model(self, name: str) -> None:
+        """Return once stage `name`'s model is complete: in the side lane, wait for the first lane to finish it
+        (while that lane's process lives); anywhere else a missing model is an error naming the stage."""
+        parent = os.getppid()
+        while not _done(self.model(name)):
+            if not self.side_lane:
+                raise RuntimeError(f"stage {name!r} has not run: its model is missing from {self.model(name)}")
+            if os.getppid() != parent:
+                raise RuntimeError(f"the lane training {name!r} is gone; its model never completed")
+            time.sleep(WAIT_POLL_S)
 
     def evaluate(self) -> dict[str, Any]:
         """Both captioners side by side with both reasoners (decoupled, direct, blind): one `evals.run`."""

@@ -157,6 +157,16 @@ def _short(text: Any) -> str:
     return " ".join(str(text or "").split())[:120]
 
 
+def _phrase_sentence(config: dict[str, Any]) -> str:
+    """Which tokenizers hold each `bar A: ` as one token (the captioner's always; a reasoner's by its config)."""
+    reasoners = [name for name, key in (("small", "small_size"), ("larger", "large_size"))
+                 if config[key].get("phrase_tokens")]
+    holders = "The captioner's tokenizer" + "".join(f" and the {name} reasoner's" for name in reasoners)
+    return (f"{holders} {'hold' if reasoners else 'holds'} each `bar A: ` as one token, so a value sits next to a "
+            "token that names its bar: the tiny models learn to read a bar, and to name the bar of a value, several "
+            "times sooner than with the phrase split in four tokens.")
+
+
 def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, Any], *, command: list[str],
                quick: bool) -> None:
     """Write the report page (and its plots beside it) and `OUT/summary.txt`."""
@@ -187,9 +197,8 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "that teaches it to read — then VPO "
         "(`python -m training.vpo --preset miniworld`, GRPO, the small reasoner frozen as the reward) aligns it with "
         "the reasoner. Two Qwen2 reasoners are trained with `SFTTrainer` on (true description + question → work + "
-        "`\\boxed{}`): a small one that writes sums on one line, a larger one that writes partial sums. In both "
-        "tokenizers each `bar A: ` is one token, so a value is written next to a token that names its bar (the tiny "
-        "models learn to read and look up values several times faster than with the phrase split in four).",
+        "`\\boxed{}`): a small one that writes sums on one line, a larger one that writes partial sums. "
+        f"{_phrase_sentence(config)}",
         "",
         *(["The reasoners are the shipped `miniworld:reasoner-small` / `miniworld:reasoner-large`, taken as they are: "
            "this run trains the perception side only (SFT of the captioner, then VPO).", ""]
@@ -231,12 +240,12 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         stages,
         total_row,
         "",
-        "The captioner's SFT runs in a second process beside the reasoners' (`--jobs 2`, one thread each); VPO and "
-        "the evals then get both threads. Stages are sized in steps and examples, not minutes; a finished stage is "
+        "The captioner (SFT, then VPO once the small reasoner that rewards it is done) trains in a second process "
+        "beside the reasoners (`--jobs 2`, one thread each); the evals then get both threads. Stages are sized in steps and examples, not minutes; a finished stage is "
         "kept, so the command resumes where it stopped, on whatever machine runs it (SFT uses a GPU when there is "
-        "one, in fp32; the shipped weights are fp16). `python -m training.miniworld --quick` runs every stage at a "
-        "fraction of these steps (about a quarter of the time); CI runs it from scratch and asserts each claim on "
-        "its held-out items (`tests/test_miniworld_quick.py`).",
+        "one, in fp32; the shipped weights are fp16). `python -m training.miniworld --quick` trains the perception "
+        "side (the captioner's SFT and VPO, at a fraction of these steps) against the shipped reasoners; CI runs it "
+        "from scratch and asserts the claims on its held-out items (`tests/test_miniworld_quick.py`).",
         "",
         "Reproduce the figures from the shipped weights: `python -m evals.run --captioner miniworld:captioner "
         "--captioner miniworld:captioner-sft --reasoner miniworld:reasoner-small --reasoner miniworld:reasoner-large "

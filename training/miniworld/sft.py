@@ -28,12 +28,16 @@ _VISION_FEATURES = Features({"prompt": List(_MESSAGE), "completion": List(_MESSA
 
 
 class ReasonerSize(BaseModel):
-    """Width and depth of a Qwen2 reasoner (heads of 32 dimensions)."""
+    """Width and depth of a Qwen2 reasoner (heads of 32 dimensions), and its tokenizer's phrases."""
 
     model_config = ConfigDict(frozen=True)
 
     hidden_size: int = Field(128, gt=0, multiple_of=32)
     num_hidden_layers: int = Field(2, gt=0)
+    phrase_tokens: bool = Field(
+        False, description="The tokenizer holds each `bar A: ` as one token (as the captioner's does): a value in a "
+        "description sits right after the token naming its bar, so answering 'which bar?' is a one-token look-back."
+    )
 
 
 class SFTStage(BaseModel):
@@ -137,7 +141,8 @@ def init_reasoner(path: Path, size: ReasonerSize, *, seed: int) -> Path:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
-        base = build_tiny_reasoner(Path(tmp) / "base", seed=seed, corpus=tokenizer_corpus())
+        phrases = world.DESCRIPTION_PHRASES if size.phrase_tokens else ()
+        base = build_tiny_reasoner(Path(tmp) / "base", seed=seed, corpus=tokenizer_corpus(), phrases=phrases)
         config = AutoConfig.from_pretrained(base)
         config.hidden_size = size.hidden_size
         config.num_hidden_layers = size.num_hidden_layers
