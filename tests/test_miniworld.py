@@ -324,7 +324,7 @@ def test_evals_stage_reruns_when_any_model_changed(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_two_lanes_train_the_captioner_beside_the_reasoners(tmp_path):
-    """`jobs=2` (the full run's default): the captioner's SFT in a second process, each lane one of the threads."""
+    """`jobs=2` (the full run's default): the captioner's SFT and VPO in a second process, each lane one of the threads."""
     import json
 
     import torch
@@ -333,18 +333,20 @@ def test_two_lanes_train_the_captioner_beside_the_reasoners(tmp_path):
 
     tiny = {"steps": 3, "batch_size": 2, "examples": 6, "warmup_steps": 0}
     config = MiniworldConfig(reasoner_small=sft.SFTStage(**tiny), reasoner_large=sft.SFTStage(**tiny),
-                             captioner=(sft.CaptionerPhase(**tiny, full_probability=1.0, direct_fraction=0.0),))
+                             captioner=(sft.CaptionerPhase(**tiny, full_probability=1.0, direct_fraction=0.0),),
+                             vpo_steps=1)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        Pipeline(config, tmp_path, progress=False).run(stop_after="captioner-sft", jobs=2)
+        Pipeline(config, tmp_path, progress=False).run(stop_after="captioner", jobs=2)
         assert torch.get_num_threads() == 2  # this process got the side lane's thread back
     finally:
         torch.set_num_threads(threads)
     stages = json.loads((tmp_path / "stages.json").read_text())
-    assert set(stages) == {"reasoner-small", "reasoner-large", "captioner-sft"}
+    assert set(stages) == {"reasoner-small", "reasoner-large", "captioner-sft", "captioner"}
     assert {s["device"] for s in stages.values()} == {"CPU, 1 threads"}  # two lanes, a thread each
-    assert "stage captioner-sft" in (tmp_path / "side-lane.log").read_text()  # trained by the second process
+    side_log = (tmp_path / "side-lane.log").read_text()
+    assert "stage captioner-sft" in side_log and "stage captioner:" in side_log  # trained by the second process
     assert all((tmp_path / "models" / name / "model.safetensors").is_file() for name in stages)
 
 
