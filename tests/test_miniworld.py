@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -401,3 +402,44 @@ def test_vpo_without_the_small_reasoner_names_the_missing_stage(tmp_path, monkey
     with pytest.raises(RuntimeError, match="lane training 'reasoner-small' is gone"):
         side.train_vpo()
     assert ran == side_ran == []
+
+
+def test_a_failing_lane_stops_the_other_lane_and_its_children(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import time
+
+    from training.miniworld import pipeline as mw
+
+    child_pid = tmp_path / "child.pid"
+    started = []
+
+    def side_lane_with_a_child(self, stages):  # a lane that, like VPO, runs a process of its own
+        child = ("import pathlib, subprocess, sys, time; "
+                 "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+                 f"pathlib.Path({str(child_pid)!r}).write_text(str(c.pid)); time.sleep(600)")
+        started.append(subprocess.Popen([sys.executable, "-c", child], start_new_session=True))
+        return started[-1]
+
+    def first_lane_fails():
+        while not child_pid.is_file() or not child_pid.read_text():  # the other lane is busy with its child
+            time.sleep(0.05)
+        raise RuntimeError("reasoner-small failed")
+
+    monkeypatch.setattr(mw.Pipeline, "_start_side_lane", side_lane_with_a_child)
+    monkeypatch.setattr(mw.Pipeline, "stage_functions", lambda self: {name: first_lane_fails for name in
+                        ("reasoner-small", "reasoner-large", "captioner-sft", "captioner", "evals")})
+    with pytest.raises(RuntimeError, match="reasoner-small failed"):
+        mw.Pipeline(mw.MiniworldConfig(), tmp_path, progress=False).run(jobs=2)
+    assert started[0].poll() is not None  # stopped, not left training
+    pid, deadline = int(child_pid.read_text()), time.monotonic() + 120  # a hang guard, not a timing check
+
+    def alive(pid):  # a killed child may linger as a zombie until init reaps it
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except FileNotFoundError:
+            return False
+
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid)  # its child went with it

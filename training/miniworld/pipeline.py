@@ -168,9 +168,8 @@ class Pipeline:
             if side is not None:
                 self._join_side_lane(side, threads, side_stages)
         except BaseException:
-            if side is not None and side.poll() is None:  # a failed or interrupted lane stops the other one
-                side.terminate()
-                side.wait()
+            if side is not None:  # a failed or interrupted lane stops the other one
+                _stop_lane(side)
             raise
         self._record_wall(time.monotonic() - start, jobs)
         return {"stages": [s.model_dump() for s in self.stages]}
@@ -201,7 +200,7 @@ class Pipeline:
         torch.set_num_threads(max(1, threads - share))
         with (self.out / "side-lane.log").open("w") as log_file:
             return subprocess.Popen(command, env=os.environ | {"OMP_NUM_THREADS": str(share)}, stdout=log_file,
-                                    stderr=subprocess.STDOUT)
+                                    stderr=subprocess.STDOUT, start_new_session=True)  # its own group: see _stop_lane
 
     def _join_side_lane(self, process: subprocess.Popen, threads: int, stages: list[str]) -> None:
         """Wait for the side lane; this process gets all `threads` back."""
@@ -354,6 +353,15 @@ class Pipeline:
 
         return json.dumps({name: model_identity(f"hf:{self.model(name)}")
                            for name in ("captioner", "captioner-sft", "reasoner-small", "reasoner-large")}, indent=1)
+
+
+def _stop_lane(process: subprocess.Popen) -> None:
+    """Stop a lane and everything it started (its VPO runs `python -m training.vpo` as a child process)."""
+    import signal
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
 
 
 def _params(path: Path) -> int:
