@@ -10,7 +10,6 @@ settings. Several processes may share one cache file.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import sqlite3
 import time
@@ -24,12 +23,10 @@ from pydantic import BaseModel
 
 from evals.lock import StorageError
 from evals.sample import ImageSource
-from rapid_agent.models.hf import adapter_base
-from rapid_agent.models.spec import GenerationSettings, parse_spec
+from rapid_agent.models.spec import GenerationSettings
 from rapid_agent.prompts import PromptPreset, format_question
 
 Kind = Literal["caption", "tentative"]
-_SMALL_FILE = 1 << 20
 _APPLICATION_ID = 0x52415044  # "RAPD": marks a SQLite file as this cache
 _SCHEMA_VERSION = 1
 _COLUMNS = ("key", "kind", "captioner", "preset", "text", "usage", "created")
@@ -174,55 +171,3 @@ def image_hash(source: ImageSource) -> str:
     else:
         digest.update(Path(source).read_bytes())
     return digest.hexdigest()
-
-
-def model_identity(spec: str) -> str:
-    """What identifies a captioner's weights: for local folders (full checkpoints or PEFT adapters,
-    with their base) a fingerprint of the files; for Hub ids the cached snapshot's commit when known;
-    for served models the model name (not the URL: the same model may move between ports)."""
-    provider, name, _ = parse_spec(spec)
-    if provider == "tiny":
-        from rapid_agent.testing import ensure_tiny_models
-
-        return f"tiny:{_fingerprint(ensure_tiny_models()[0])}"
-    if provider == "hf":
-        path = Path(name).expanduser()
-        if path.is_dir():
-            base = adapter_base(path)
-            base_id = f"+base={model_identity('hf:' + base)}" if base else ""
-            return f"hf:{_fingerprint(path)}{base_id}"
-        return f"hf:{name}@{_hub_revision(name)}"
-    if provider == "openai":
-        path = Path(name).expanduser()
-        return f"openai:{_fingerprint(path) if path.is_dir() else name}"
-    if provider == "miniworld":  # shipped weights change with the package: the files, not the name
-        from rapid_agent.miniworld import model_path
-
-        return model_identity(f"hf:{model_path(name)}")
-    return spec.strip()
-
-
-def _fingerprint(folder: Path) -> str:
-    """Hash of a model folder: small files whole, large (weight) files by size, head and tail."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        size = file.stat().st_size
-        digest.update(f"{file.relative_to(folder)}:{size}".encode())
-        with file.open("rb") as handle:
-            if size <= _SMALL_FILE:
-                digest.update(handle.read())
-            else:
-                digest.update(handle.read(_SMALL_FILE))
-                handle.seek(-_SMALL_FILE, io.SEEK_END)
-                digest.update(handle.read())
-    return digest.hexdigest()[:16]
-
-
-def _hub_revision(repo_id: str) -> str:
-    """The commit of the locally cached snapshot of a Hub model, or 'unknown' when none is cached."""
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id, local_files_only=True)).name
-    except Exception:  # not cached, or not a Hub id
-        return "unknown"

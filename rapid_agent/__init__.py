@@ -10,7 +10,7 @@ from rapid_agent.answers import Verdict, extract_answer, grade, grade_output
 from rapid_agent.errors import BackendError, ConfigError, ImageInputError, InputError, RapidError
 from rapid_agent.graph import build_rapid_graph
 from rapid_agent.images import ImagePolicy, load_images
-from rapid_agent.models.spec import GenerationSettings, ModelResolver, parse_spec
+from rapid_agent.models.spec import GenerationSettings, ModelResolver, ModelSpec
 from rapid_agent.prompts import PRESETS, PromptPreset, get_preset
 from rapid_agent.state import NodeUsage, RapidContext, RapidInput, RapidOutput, RapidState
 
@@ -23,6 +23,7 @@ __all__ = [
     "ImagePolicy",
     "InputError",
     "ModelResolver",
+    "ModelSpec",
     "NodeUsage",
     "PromptPreset",
     "RapidContext",
@@ -38,5 +39,4 @@ __all__ = [
     "grade",
     "grade_output",
     "load_images",
-    "parse_spec",
 ]

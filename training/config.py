@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rapid_agent.answers import AnswerType
 from rapid_agent.errors import ConfigError
 from rapid_agent.miniworld import WEIGHTS_DIR as MINIWORLD_WEIGHTS
-from rapid_agent.models.spec import GenerationSettings
+from rapid_agent.models.local import LOCAL_PROVIDERS
+from rapid_agent.models.spec import GenerationSettings, ModelSpec
 from rapid_agent.prompts import get_preset
 
 LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
@@ -96,7 +97,8 @@ class VPOConfig(BaseModel):
     # models
     captioner: str = Field(
         "Qwen/Qwen2.5-VL-3B-Instruct",
-        description="Policy: Hub id or folder of an image-text-to-text model ('hf:' prefix optional; 'tiny' = test model).",
+        description="Policy: Hub id or folder of an image-text-to-text model ('hf:' prefix optional; 'tiny' = test model; "
+        "'miniworld:NAME' = a shipped miniature-world model).",
     )
     reasoner: str = Field(
         "openai:deepseek-ai/DeepSeek-R1-Distill-Qwen-7B@http://127.0.0.1:8001/v1",
@@ -236,15 +238,12 @@ class VPOConfig(BaseModel):
     @property
     def captioner_spec(self) -> str:
         """The captioner as a core model spec (for the graph's local captioner backend)."""
-        return self.captioner if self.captioner == "tiny" or self.captioner.startswith("hf:") else f"hf:{self.captioner}"
+        return str(_policy_spec(self.captioner))
 
     def captioner_path(self) -> str:
         """The policy's Hub id or folder, as `from_pretrained` takes it."""
-        if self.captioner == "tiny":
-            from rapid_agent.testing import ensure_tiny_models
-
-            return str(ensure_tiny_models()[0])
-        return self.captioner.removeprefix("hf:")
+        spec = _policy_spec(self.captioner)
+        return str(spec.local_path("captioner") or spec.model)
 
     def captioner_generation(self) -> GenerationSettings:
         """Caption sampling settings outside TRL (difficulty filtering): the policy's own."""
@@ -264,6 +263,18 @@ class VPOConfig(BaseModel):
     @property
     def pass_rate_cache_path(self) -> Path:
         return Path(self.pass_rate_cache) if self.pass_rate_cache else Path(self.output_dir) / "pass_rates.jsonl"
+
+
+def _policy_spec(captioner: str) -> ModelSpec:
+    """The policy as a local model spec: a spec of a local provider (`hf:`, `tiny`, `miniworld:NAME`) as given,
+    anything else as `hf:` (a Hub id or folder, with or without a colon)."""
+    try:
+        spec = ModelSpec.parse(captioner)
+        if spec.provider in LOCAL_PROVIDERS:
+            return spec
+    except ConfigError:
+        pass
+    return ModelSpec(provider="hf", model=captioner)
 
 
 def world_size() -> int:

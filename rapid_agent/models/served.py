@@ -26,7 +26,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import Field, PrivateAttr
 
 from rapid_agent.errors import BackendError
-from rapid_agent.models.endpoints import check_model, fit_budget
+from rapid_agent.models.server_probe import check_model, fit_budget
 
 log = logging.getLogger(__name__)
 

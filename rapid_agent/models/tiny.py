@@ -1,4 +1,4 @@
-"""Tiny, randomly initialised Hugging Face checkpoints, built offline.
+"""Tiny, randomly initialised Hugging Face checkpoints, built offline (the `tiny` spec's models).
 
 :func:`build_tiny_captioner` / :func:`build_tiny_reasoner` / :func:`ensure_tiny_models` write a Qwen2.5-VL
 captioner and a Qwen2 text reasoner with a locally trained byte-level BPE tokenizer and a Qwen-style chat
@@ -17,10 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedTokenizerFast
-
-# --------------------------------------------------------------------------------------------------
-# Tiny random models
-# --------------------------------------------------------------------------------------------------
 
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
