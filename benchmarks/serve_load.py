@@ -44,8 +44,9 @@ from langchain_core.messages import BaseMessage
 from langgraph_sdk import get_client
 from PIL import Image
 
-from graphs.rapid import graph_from_env
-from rapid_agent.serving_client import raise_for_run_error
+from rapid_agent.serving.client import raise_for_run_error
+from rapid_agent.serving.graphs import graph_from_settings
+from rapid_agent.serving.settings import ServeSettings
 from rapid_agent.testing import ScriptedChatModel
 from rapid_agent.testing.langgraph_server import LangGraphDevServer
 from rapid_agent.testing.openai_server import ScriptedOpenAIServer
@@ -194,7 +195,7 @@ def measure(args, env: dict, image: str, servers: list[ScriptedOpenAIServer], re
         faulty = asyncio.run(drive(sdk_client(server.url, {"reasoner": servers[2].spec}), inputs, args.clients))
         alive = server.alive() and httpx.get(f"{server.url}/ok", timeout=10).status_code == 200
         after = asyncio.run(drive(sdk_client(server.url), inputs[:1], 1))
-    unloaded_in_process, in_process = asyncio.run(measure_in_process(graph_from_env(env), inputs, image, args.clients))
+    unloaded_in_process, in_process = asyncio.run(measure_in_process(graph_from_settings(ServeSettings.from_env(env)), inputs, image, args.clients))
     return {
         "runs": args.runs, "clients": args.clients, "latency_s": args.latency_s,
         "unloaded_s": unloaded, "unloaded_in_process_s": unloaded_in_process,

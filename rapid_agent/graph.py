@@ -28,7 +28,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -50,18 +50,16 @@ from rapid_agent.images import ImagePolicy, check_data_url, load_images, to_data
 from rapid_agent.models.spec import ModelResolver
 from rapid_agent.prompts import (
     DEFAULT_PRESET,
-    MAX_OPTIONS,
     RECAPTION_INSTRUCTION,
     PromptPreset,
     format_question,
     get_preset,
     join_captions,
     parse_recaption_request,
-    strip_image_tags,
 )
 from rapid_agent.state import NodeUsage, RapidContext, RapidInput, RapidOutput, RapidState
+from rapid_agent.validation import MAX_TEXT_CHARS, TextLimit, check_texts, validate_request
 
-MAX_QUESTION_CHARS = 20_000  # default `max_text_chars`: the longest question, option, caption or request
 INPUT_FIELDS: tuple[str, ...] = tuple(RapidInput.__annotations__)
 _SUPPLIED = "supplied_fields"  # channel: the input fields this run's input gave (visible to `prepare` only)
 _MARK_INPUT = "__mark_input__"
@@ -84,7 +82,7 @@ class _Settings:
 
 @dataclass(frozen=True)
 class _Limits:
-    max_text_chars: int
+    text: TextLimit
     policy: ImagePolicy
 
 
@@ -114,7 +112,7 @@ def build_rapid_graph(
     retry_policy: RetryPolicy | None = DEFAULT_RETRY,
     resolver: ModelResolver | None = None,
     call_timeout_s: float | None = None,
-    max_text_chars: int = MAX_QUESTION_CHARS,
+    max_text_chars: int | TextLimit = MAX_TEXT_CHARS,
     name: str = "rapid",
 ) -> CompiledStateGraph:
     """Build the compiled RAPID graph.
@@ -129,18 +127,22 @@ def build_rapid_graph(
         retry_policy: LangGraph retry policy for model nodes (transient backend errors).
         resolver: resolves model specs; share one between graphs to share loaded local models.
         call_timeout_s: bound on each model call; a call that exceeds it fails as a (retried) `BackendError`.
-        max_text_chars: longest question, option, caption, tentative answer or re-caption request.
+        max_text_chars: longest question, option, caption, tentative answer or re-caption request (a
+            `TextLimit` also names the setting that sets it, for messages).
 
     Per call, `context=RapidContext(...)` overrides captioner, reasoner, preset and loop rounds.
     """
-    for arg, value in (("max_recaption_rounds", max_recaption_rounds), ("max_text_chars", max_text_chars)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if arg == "max_recaption_rounds" else 1):
-            raise ConfigError(f"{arg} must be an integer >= {0 if arg == 'max_recaption_rounds' else 1}, got {value!r:.100}")
+    if isinstance(max_recaption_rounds, bool) or not isinstance(max_recaption_rounds, int) or max_recaption_rounds < 0:
+        raise ConfigError(f"max_recaption_rounds must be an integer >= 0, got {max_recaption_rounds!r:.100}")
+    if not isinstance(max_text_chars, TextLimit):
+        if isinstance(max_text_chars, bool) or not isinstance(max_text_chars, int) or max_text_chars < 1:
+            raise ConfigError(f"max_text_chars must be an integer >= 1, got {max_text_chars!r:.100}")
+        max_text_chars = TextLimit(max_chars=max_text_chars)
     defaults = RapidContext(
         captioner=captioner, reasoner=reasoner, prompt_preset=get_preset(prompt_preset),
         max_recaption_rounds=max_recaption_rounds,
     )
-    limits = _Limits(max_text_chars=max_text_chars, policy=image_policy or ImagePolicy())
+    limits = _Limits(text=max_text_chars, policy=image_policy or ImagePolicy())
     resolver = resolver or ModelResolver()
 
     def settings() -> _Settings:
@@ -163,7 +165,7 @@ def build_rapid_graph(
                 "resumed checkpoints cannot start this graph"
             )
         request = {field: state[field] for field in supplied if field in state}
-        _validate_request(request, limits.max_text_chars)
+        validate_request(request, limits.text)
         s = settings()
         missing = _missing_percepts(s.preset, request)
         if missing and s.captioner is None:
@@ -252,7 +254,7 @@ def build_rapid_graph(
         # cut off inside its thinking, or by the token limit before a boxed answer: no answer to grade
         cut = (reply.response_metadata or {}).get("finish_reason") == "length"
         truncated = _unclosed_think(content) or (cut and last_boxed(strip_think(content)) is None)
-        answer = None if truncated else extract_answer(content, state.get("options"))
+        answer = extract_answer(reasoning, state.get("options"), truncated=truncated)  # the answer contract
         return {"reasoning": reasoning, "answer": answer, "truncated": truncated}
 
     def route_after_reason(state: _GraphState) -> Literal["caption", "__end__"]:
@@ -331,40 +333,13 @@ def _recaption_pending(state: dict[str, Any]) -> bool:
     return bool(captions) and len(state.get("recaption_requests") or []) >= len(captions)
 
 
-def _validate_request(request: Mapping[str, Any], max_chars: int) -> None:
-    """Check the input fields of a request (or of a state, at the point of use); raises `InputError`."""
-    question = request.get("question")
-    if not isinstance(question, str) or not question.strip():
-        raise InputError("question must be a non-empty string")
-    _check_text("question", question, max_chars)
-    if not strip_image_tags(question):
-        raise InputError("question has no text besides <image N> tags")
-    options = request.get("options")
-    if options is not None:
-        if not isinstance(options, (list, tuple)) or not all(isinstance(o, str) and o.strip() for o in options):
-            raise InputError(f"options must be a list of non-empty strings, got {options!r:.200}")
-        if len(options) > MAX_OPTIONS:
-            raise InputError(f"options: {len(options)} given; the limit is {MAX_OPTIONS} (lettered A-Z)")
-        _check_texts("options", options, max_chars)
-    captions = request.get("captions")
-    if captions is not None:
-        if not isinstance(captions, (list, tuple)) or not all(isinstance(c, str) for c in captions):
-            raise InputError("captions must be a list of strings")
-        _check_texts("captions", captions, max_chars)
-    tentative = request.get("tentative_answer")
-    if tentative is not None:
-        if not isinstance(tentative, str):
-            raise InputError(f"tentative_answer must be a string, got {type(tentative).__name__}")
-        _check_text("tentative_answer", tentative, max_chars)
-
-
 def _check_state(state: Mapping[str, Any], s: _Settings, limits: _Limits) -> None:
     """Re-check, before a model call, the state fields it reads: derived fields cannot be set from outside."""
-    _validate_request(state, limits.max_text_chars)
+    validate_request(state, limits.text)
     requests = state.get("recaption_requests") or []
     if not isinstance(requests, list) or not all(isinstance(r, str) for r in requests):
         raise InputError("state field recaption_requests must be a list of strings")
-    _check_texts("recaption_requests", requests, limits.max_text_chars)
+    check_texts("recaption_requests", requests, limits.text)
     round_ = state.get("round", 0)
     if isinstance(round_, bool) or not isinstance(round_, int) or not 0 <= round_ <= s.max_recaption_rounds:
         raise InputError(
@@ -377,16 +352,6 @@ def _check_state(state: Mapping[str, Any], s: _Settings, limits: _Limits) -> Non
         raise InputError(f"state field image_urls must be a list of at most {limits.policy.max_images} data: URLs")
     for i, url in enumerate(urls):
         check_data_url(url, limits.policy, f"image {i}")
-
-
-def _check_text(where: str, text: str, max_chars: int) -> None:
-    if len(text) > max_chars:
-        raise InputError(f"{where} has {len(text)} characters; the limit is {max_chars}")
-
-
-def _check_texts(where: str, texts: Sequence[str], max_chars: int) -> None:
-    for i, text in enumerate(texts):
-        _check_text(f"{where}[{i}]", text, max_chars)
 
 
 def _vision_messages(system: str, state: Mapping[str, Any], text: str) -> list[BaseMessage]:

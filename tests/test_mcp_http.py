@@ -25,7 +25,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from PIL import Image
 
-from rapid_agent.mcp.tools import DESCRIPTIONS, TOOL_NAMES
+from rapid_agent.serving.tools import DESCRIPTIONS, TOOL_NAMES
 from rapid_agent.testing import ToolCallingScriptedModel, echo_captioner, fact_reasoner
 from rapid_agent.testing.langgraph_server import LangGraphDevServer
 from rapid_agent.testing.openai_server import ScriptedOpenAIServer

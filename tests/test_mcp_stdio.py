@@ -1,4 +1,4 @@
-"""`python -m rapid_agent.mcp` as a spawned stdio server: the official SDK client and a LangChain agent
+"""`python -m rapid_agent.serving.mcp` as a spawned stdio server: the official SDK client and a LangChain agent
 (through langchain-mcp-adapters) call it; bad input gets MCP error results and the server keeps serving.
 
 Models are scripted chat models behind real OpenAI-compatible HTTP servers, named by spec on the CLI.
@@ -21,7 +21,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from PIL import Image
 
-from rapid_agent.mcp.tools import TOOL_NAMES
+from rapid_agent.serving.tools import TOOL_NAMES
 from rapid_agent.testing import ToolCallingScriptedModel, echo_captioner, fact_reasoner
 from rapid_agent.testing.openai_server import ScriptedOpenAIServer
 
@@ -60,7 +60,7 @@ def server_env(**extra: str) -> dict[str, str]:
 
 def cli_args(models, image_root: Path) -> list[str]:
     return [
-        "-m", "rapid_agent.mcp", "--captioner", models["captioner"].spec, "--reasoner", models["reasoner"].spec,
+        "-m", "rapid_agent.serving.mcp", "--captioner", models["captioner"].spec, "--reasoner", models["reasoner"].spec,
         "--allowed-root", str(image_root), "--allowed-specs", models["other"].spec, "--allow-image-urls",
     ]
 
@@ -143,7 +143,7 @@ def test_langchain_agent_answers_with_the_stdio_tools_through_the_adapters(model
 def test_cli_refuses_bad_settings_with_a_clear_message(tmp_path):
     missing = tmp_path / "missing"
     done = subprocess.run(
-        [sys.executable, "-m", "rapid_agent.mcp", "--allowed-root", str(missing)],
+        [sys.executable, "-m", "rapid_agent.serving.mcp", "--allowed-root", str(missing)],
         env=server_env(), capture_output=True, text=True, timeout=CALL_TIMEOUT_S, stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 1
@@ -154,7 +154,7 @@ def test_stdout_carries_the_protocol_alone():
     """What a library prints (Python or native code) goes to stderr, not into the protocol stream."""
     script = (
         "import os, anyio\n"
-        "from rapid_agent.mcp.__main__ import protocol_stdout\n"
+        "from rapid_agent.serving.mcp.__main__ import protocol_stdout\n"
         "out = protocol_stdout()\n"
         "print('stray print')\n"
         "os.write(1, b'stray native write\\n')\n"
@@ -173,8 +173,8 @@ def test_stdout_carries_the_protocol_alone():
 def test_every_flag_sets_the_setting_of_the_same_meaning(tmp_path):
     """Each CLI flag lands in the `ServeSettings` field it documents (a flag naming a removed setting
     would fail here, not at a user's first start)."""
-    from graphs.settings import ServeSettings
-    from rapid_agent.mcp.__main__ import _FLAGS, parse_args, settings_env
+    from rapid_agent.serving.mcp.__main__ import _FLAGS, parse_args, settings_env
+    from rapid_agent.serving.settings import ServeSettings
 
     values = {
         "captioner": "tiny", "reasoner": "tiny", "allowed_root": str(tmp_path), "allowed_specs": "tiny",

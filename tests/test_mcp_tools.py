@@ -17,13 +17,13 @@ from mcp.shared.memory import create_connected_server_and_client_session
 from PIL import Image
 from typing_extensions import TypedDict
 
-from graphs.settings import ServeSettings
-from graphs.tools import check_tool_call, tool_run_request
 from rapid_agent import build_rapid_graph
 from rapid_agent.errors import InputError
-from rapid_agent.mcp.server import build_server, graph_runner, tool_definitions
-from rapid_agent.mcp.tools import DESCRIPTIONS, TOOL_NAMES, build_tool_graph, to_rapid_request
 from rapid_agent.models.spec import ModelResolver
+from rapid_agent.serving.guard import check_tool_call, tool_run_request
+from rapid_agent.serving.mcp.server import build_server, graph_runner, tool_definitions
+from rapid_agent.serving.settings import ServeSettings
+from rapid_agent.serving.tools import DESCRIPTIONS, TOOL_NAMES, build_tool_graph, to_rapid_request
 from rapid_agent.testing import ScriptedChatModel, echo_captioner, fact_reasoner
 
 CONFIG = Path(__file__).resolve().parents[1] / "graphs" / "langgraph.json"
@@ -87,7 +87,7 @@ def test_served_tool_descriptions_are_the_tools_own():
     """langgraph.json registers the tool graphs under the tool names with the same descriptions."""
     graphs = json.loads(CONFIG.read_text())["graphs"]
     for name in TOOL_NAMES:
-        assert graphs[name] == {"path": f"graphs.tools:{name}", "description": DESCRIPTIONS[name]}
+        assert graphs[name] == {"path": f"graphs.rapid:{name}", "description": DESCRIPTIONS[name]}
 
 
 def test_look_and_reason_answers_with_caption_and_reasoning(rapid, models):

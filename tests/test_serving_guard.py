@@ -11,11 +11,11 @@ import threading
 import pytest
 from PIL import Image
 
-from graphs.guard import AllowlistResolver, check_run_request
-from graphs.rapid import graph_from_env
-from graphs.settings import ServeSettings
 from rapid_agent.errors import ConfigError, ImageInputError, InputError
 from rapid_agent.images import ImagePolicy, check_images, load_images
+from rapid_agent.serving.graphs import graph_from_settings
+from rapid_agent.serving.guard import AllowlistResolver, check_run_request
+from rapid_agent.serving.settings import ServeSettings
 from rapid_agent.testing import echo_captioner, fact_reasoner
 from rapid_agent.testing.openai_server import ScriptedOpenAIServer
 
@@ -105,7 +105,7 @@ def test_settings_come_from_the_environment_and_bad_values_name_the_variable(tmp
         "RAPID_REASONER": "openai:r@http://h:1/v1", "RAPID_ALLOWED_SPECS": " tiny , hf:a/b ,",
         "RAPID_IMAGE_ROOT": str(tmp_path), "RAPID_MAX_IMAGES": "2", "RAPID_API_KEYS": "k1,k2",
     })
-    assert settings.allowed_model_specs == {"tiny", "openai:r@http://h:1/v1", "hf:a/b"}
+    assert settings.allowed_model_specs == {"miniworld:captioner", "tiny", "openai:r@http://h:1/v1", "hf:a/b"}
     policy = settings.image_policy()
     assert (policy.allowed_root, policy.allow_local_paths, policy.allow_urls, policy.max_images) == (tmp_path, True, False, 2)
     assert "k1" not in repr(settings) and [k.get_secret_value() for k in settings.api_keys] == ["k1", "k2"]
@@ -167,7 +167,7 @@ def test_the_served_graph_enforces_the_allowlist_itself(tmp_path):
             ScriptedOpenAIServer(fact_reasoner({"three red circles": "3"}), model_name="r") as reasoner:
         env = {"RAPID_CAPTIONER": captioner.spec, "RAPID_REASONER": reasoner.spec, "RAPID_IMAGE_ROOT": str(tmp_path)}
         Image.new("RGB", (40, 40)).save(tmp_path / "a.png")
-        graph = graph_from_env(env)
+        graph = graph_from_settings(ServeSettings.from_env(env))
         assert graph.invoke({"images": ["a.png"], "question": "How many?"})["answer"] == "3"
         requests = captioner.requests + reasoner.requests
         with pytest.raises(ConfigError, match="reasoner: model spec 'openai:gpt-4o' is not allowed on this server"):

@@ -9,7 +9,7 @@ import openai
 import pytest
 from langchain_openai import ChatOpenAI
 
-from rapid_agent.serving_client import encode_image
+from rapid_agent.serving.client import encode_image
 from rapid_agent.testing import fact_reasoner
 from rapid_agent.testing.openai_server import ScriptedOpenAIServer
 
@@ -44,6 +44,7 @@ def test_image_parts_reach_the_model_and_bad_requests_are_refused():
     assert malformed.status_code == 400 and "malformed chat request" in malformed.json()["error"]["message"]
 
 
+@pytest.mark.slow  # each injected hang is waited out by the client's time-out (~40 s in all)
 def test_injected_failures_follow_the_rate_and_cycle_through_kinds():
     # a hang outlasts the client's time-out by far, and the time-out is a generous bound on a normal answer
     with ScriptedOpenAIServer(fact_reasoner({}), failure_rate=0.3, failure_kinds=("error", "hang"), hang_s=120, seed=1) as server:

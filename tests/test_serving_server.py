@@ -29,7 +29,7 @@ from PIL import Image
 from rapid_agent import as_tool
 from rapid_agent.errors import BackendError, ConfigError, ImageInputError, InputError
 from rapid_agent.images import from_data_url
-from rapid_agent.serving_client import RapidClient, ServiceError
+from rapid_agent.serving.client import RapidClient, ServiceError
 from rapid_agent.testing import ScriptedChatModel, ToolCallingScriptedModel, fact_reasoner
 from rapid_agent.testing.langgraph_server import LangGraphDevServer
 from rapid_agent.testing.openai_server import ScriptedOpenAIServer

@@ -1,7 +1,11 @@
 """Checks on what remote callers send, made before a run is queued, and the model-spec allowlist.
 
 `check_run_request` refuses a bad run request with a typed error naming the field and the limit
-(`InputError` for the input, `ConfigError` for the context); the auth module turns it into HTTP 422.
+(`InputError` for the input, `ConfigError` for the context); the auth hook turns it into HTTP 422 and
+the MCP servers into an error result. The input's fields are checked by the library's own
+`validate_request` (the graph runs the same function); this module adds only what a server needs:
+a JSON object with known fields, image sources as strings checked against the served image policy,
+the context's allowlist and limits, and the tool calls mapped onto the RAPID run they make.
 `AllowlistResolver` enforces the allowlist again inside the graph, whatever path a context took.
 """
 
@@ -11,12 +15,14 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from graphs.settings import ENV_NAMES, ServeSettings
 from rapid_agent.errors import ConfigError, InputError
 from rapid_agent.images import check_images
 from rapid_agent.models.spec import ModelResolver, Role
-from rapid_agent.prompts import MAX_OPTIONS, PRESETS, strip_image_tags
+from rapid_agent.prompts import PRESETS
+from rapid_agent.serving.settings import ENV_NAMES, ServeSettings
+from rapid_agent.serving.tools import to_rapid_request
 from rapid_agent.state import RapidContext, RapidInput
+from rapid_agent.validation import kind, validate_request
 
 INPUT_FIELDS = frozenset(RapidInput.__annotations__)
 CONTEXT_FIELDS = frozenset(RapidContext.model_fields)
@@ -28,29 +34,25 @@ def check_run_request(input_: Any, context: Any, settings: ServeSettings) -> Non
     check_input(input_, settings)
 
 
+def check_tool_call(tool: str, arguments: Any, settings: ServeSettings) -> None:
+    """The request guard on a call of `tool`: the checks a run of its graph passes."""
+    check_run_request(*tool_run_request(tool, arguments, None), settings)
+
+
+def tool_run_request(tool: str, arguments: Any, context: Any) -> tuple[Any, Any]:
+    """The RAPID (input, context) of a call of `tool`; wrong argument names or types raise `InputError`."""
+    inputs, overrides = to_rapid_request(tool, arguments)
+    if overrides and (context is None or isinstance(context, dict)):
+        context = (context or {}) | overrides
+    return inputs, context
+
+
 def check_input(input_: Any, settings: ServeSettings) -> None:
     if not isinstance(input_, dict):
-        raise InputError(f"input must be an object with fields among {sorted(INPUT_FIELDS)}, got {_kind(input_)}")
+        raise InputError(f"input must be an object with fields among {sorted(INPUT_FIELDS)}, got {kind(input_)}")
     if unknown := set(input_) - INPUT_FIELDS:
         raise InputError(f"unknown input field(s) {sorted(unknown)}; expected among {sorted(INPUT_FIELDS)}")
-    question = input_.get("question")
-    if not isinstance(question, str) or not question.strip():
-        raise InputError("input.question is required and must be a non-empty string")
-    _check_text("input.question", question, settings)
-    if not strip_image_tags(question):
-        raise InputError("input.question has no text besides <image N> tags")
-    options = input_.get("options")
-    if options is not None:
-        _check_texts("input.options", options, settings, non_empty=True)
-        if len(options) > MAX_OPTIONS:
-            raise InputError(f"input.options has {len(options)} options; the limit is {MAX_OPTIONS} (A-Z)")
-    if input_.get("captions") is not None:
-        _check_texts("input.captions", input_["captions"], settings, non_empty=False)
-    tentative = input_.get("tentative_answer")
-    if tentative is not None:
-        if not isinstance(tentative, str):
-            raise InputError(f"input.tentative_answer must be a string, got {_kind(tentative)}")
-        _check_text("input.tentative_answer", tentative, settings)
+    validate_request(input_, settings.text_limit())
     images = input_.get("images", [])
     if not isinstance(images, list) or not all(isinstance(image, str) for image in images):
         raise InputError("input.images must be a list of strings (base64, data: URLs, allowed paths or URLs)")
@@ -61,7 +63,7 @@ def check_context(context: Any, settings: ServeSettings) -> None:
     if context is None:
         return
     if not isinstance(context, dict):
-        raise ConfigError(f"context must be an object with fields among {sorted(CONTEXT_FIELDS)}, got {_kind(context)}")
+        raise ConfigError(f"context must be an object with fields among {sorted(CONTEXT_FIELDS)}, got {kind(context)}")
     if unknown := set(context) - CONTEXT_FIELDS:
         raise ConfigError(f"unknown context field(s) {sorted(unknown)}; expected among {sorted(CONTEXT_FIELDS)}")
     for role in ("captioner", "reasoner"):
@@ -82,7 +84,7 @@ def check_context(context: Any, settings: ServeSettings) -> None:
 
 def check_spec(spec: Any, where: str, settings: ServeSettings) -> None:
     if not isinstance(spec, str):
-        raise ConfigError(f"{where} must be a model spec string, got {_kind(spec)}")
+        raise ConfigError(f"{where} must be a model spec string, got {kind(spec)}")
     if spec.strip() not in settings.allowed_model_specs:
         raise ConfigError(
             f"{where}: model spec {spec!r:.200} is not allowed on this server; allowed: "
@@ -101,22 +103,3 @@ class AllowlistResolver(ModelResolver):
         if not isinstance(model, BaseChatModel):
             check_spec(model, role, self.settings)
         return super().resolve(model, role)
-
-
-def _check_text(where: str, text: str, settings: ServeSettings) -> None:
-    if len(text) > settings.max_text_chars:
-        raise InputError(
-            f"{where} has {len(text)} characters; the limit is {settings.max_text_chars} ({ENV_NAMES['max_text_chars']})"
-        )
-
-
-def _check_texts(where: str, texts: Any, settings: ServeSettings, *, non_empty: bool) -> None:
-    if not isinstance(texts, list) or not all(isinstance(t, str) and (t.strip() or not non_empty) for t in texts):
-        kind = "non-empty strings" if non_empty else "strings"
-        raise InputError(f"{where} must be a list of {kind}, got {texts!r:.200}")
-    for i, text in enumerate(texts):
-        _check_text(f"{where}[{i}]", text, settings)
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__

@@ -1,7 +1,7 @@
 """`ServeSettings`: everything the served graph reads from the environment, read in one place.
 
-    RAPID_CAPTIONER                    captioner spec (default "tiny": the offline test models)
-    RAPID_REASONER                     reasoner spec (default "tiny")
+    RAPID_CAPTIONER                    captioner spec (default "miniworld:captioner": reads bar charts only)
+    RAPID_REASONER                     reasoner spec (default "miniworld:reasoner-large")
     RAPID_PROMPT_PRESET                prompt preset (default "paper-train")
     RAPID_MAX_RECAPTION_ROUNDS         re-caption rounds of the `rapid` graph (default 0)
     RAPID_RECAPTION_GRAPH_ROUNDS       re-caption rounds of the `rapid_recaption` graph (default 2)
@@ -19,6 +19,11 @@
     RAPID_MAX_IMAGES                   most images per run (default 8)
     RAPID_MAX_TEXT_CHARS               longest question / option / caption (default 8000)
     RAPID_API_KEYS                     comma-separated API keys accepted by the server (required by auth)
+
+With neither model set, the server starts on the shipped miniature-world models, which read this
+project's bar charts and nothing else, and says so in one line (`default_models_notice`): a server
+that answers from the first minute shows the whole path working, and the notice names the variables
+that put real models in their place (docs/serving.md, "Models").
 """
 
 from __future__ import annotations
@@ -29,10 +34,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from rapid_agent import GenerationSettings, ImagePolicy
 from rapid_agent.errors import ConfigError
-from rapid_agent.graph import MAX_QUESTION_CHARS
-from rapid_agent.models.spec import Role
+from rapid_agent.images import ImagePolicy
+from rapid_agent.models.spec import GenerationSettings, Role
+from rapid_agent.validation import MAX_TEXT_CHARS, TextLimit
 
 ENV_NAMES = {
     "captioner": "RAPID_CAPTIONER",
@@ -54,6 +59,8 @@ ENV_NAMES = {
     "api_keys": "RAPID_API_KEYS",
 }
 _LISTS = {"allowed_specs", "api_keys"}
+DEFAULT_CAPTIONER = "miniworld:captioner"
+DEFAULT_REASONER = "miniworld:reasoner-large"
 
 
 class ServeSettings(BaseModel):
@@ -61,8 +68,8 @@ class ServeSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    captioner: str = "tiny"
-    reasoner: str = "tiny"
+    captioner: str = DEFAULT_CAPTIONER
+    reasoner: str = DEFAULT_REASONER
     prompt_preset: str = "paper-train"
     max_recaption_rounds: int = Field(0, ge=0)
     recaption_graph_rounds: int = Field(2, ge=1)
@@ -76,7 +83,7 @@ class ServeSettings(BaseModel):
     max_image_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(40_000_000, gt=0)
     max_images: int = Field(8, gt=0)
-    max_text_chars: int = Field(8000, gt=0, le=MAX_QUESTION_CHARS)
+    max_text_chars: int = Field(8000, gt=0, le=MAX_TEXT_CHARS)
     api_keys: tuple[SecretStr, ...] = ()
 
     @field_validator("image_root")
@@ -127,6 +134,23 @@ class ServeSettings(BaseModel):
             max_bytes=self.max_image_bytes,
             max_pixels=self.max_image_pixels,
             max_images=self.max_images,
+        )
+
+    def text_limit(self) -> TextLimit:
+        """The longest text a request may carry, named by its variable in messages."""
+        return TextLimit(max_chars=self.max_text_chars, setting=ENV_NAMES["max_text_chars"])
+
+    def default_models_notice(self) -> str | None:
+        """One line saying that the shipped miniature-world models are served, or None when models are set."""
+        defaults = [(field, spec) for field, spec in (("captioner", self.captioner), ("reasoner", self.reasoner))
+                    if spec == {"captioner": DEFAULT_CAPTIONER, "reasoner": DEFAULT_REASONER}[field]]
+        if not defaults:
+            return None
+        named = ", ".join(f"{field} {spec}" for field, spec in defaults)
+        variables = " and ".join(ENV_NAMES[field] for field, _ in defaults)
+        return (
+            f"rapid-agent: serving the shipped miniature-world models ({named}): they read this project's bar "
+            f"charts only; set {variables} (or --captioner/--reasoner) to real model specs"
         )
 
     def generation(self, role: Role) -> GenerationSettings:

@@ -7,8 +7,8 @@ Each tool graph is a thin wrapper over one compiled `build_rapid_graph` pipeline
 arguments onto the pipeline's input and context (`to_rapid_request`; strict: unknown names and wrong
 types raise `InputError`; `look_and_reason` may pick the call's reasoner), runs the pipeline
 (`describe_image` stops before `reason`; a preset that uses the MLLM's tentative answer still computes
-it) and keeps only what an agent needs. The MCP servers (`rapid_agent.mcp.server`) list these schemas;
-LangGraph's server runs the graphs (`graphs/tools.py`).
+it) and keeps only what an agent needs. The MCP servers (`rapid_agent.serving.mcp`) list these schemas;
+LangGraph's server runs the graphs (`rapid_agent.serving.graphs`).
 """
 
 from __future__ import annotations

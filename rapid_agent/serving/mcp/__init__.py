@@ -1,28 +1,6 @@
-"""The RAPID graph as tools for any agent, over the Model Context Protocol.
+"""The RAPID tools over the Model Context Protocol (official `mcp` SDK), for any agent.
 
-* :mod:`.tools`: `look_and_reason` and `describe_image` as small graphs over one RAPID graph; LangGraph's
-  server lists them at `/mcp` (see `graphs/langgraph.json`).
-* :mod:`.server`: the same tools from an in-process graph over stdio (`python -m rapid_agent.mcp`).
+* :mod:`.server`: one MCP server for the tools of `rapid_agent.serving.tools`, whatever runs them.
+* :mod:`.http`: streamable HTTP at `/mcp` inside LangGraph's server (`graphs/mcp_app.py`).
+* ``python -m rapid_agent.serving.mcp``: the same tools over stdio from in-process graphs.
 """
-
-from rapid_agent.mcp.tools import (
-    DESCRIPTIONS,
-    TOOL_NAMES,
-    DescribeImageInput,
-    DescribeImageOutput,
-    LookAndReasonInput,
-    LookAndReasonOutput,
-    build_tool_graph,
-    to_rapid_request,
-)
-
-__all__ = [
-    "DESCRIPTIONS",
-    "TOOL_NAMES",
-    "DescribeImageInput",
-    "DescribeImageOutput",
-    "LookAndReasonInput",
-    "LookAndReasonOutput",
-    "build_tool_graph",
-    "to_rapid_request",
-]

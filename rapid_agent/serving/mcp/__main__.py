@@ -1,13 +1,15 @@
-"""`python -m rapid_agent.mcp`: the RAPID tools over stdio, for desktop and coding agents.
+"""`python -m rapid_agent.serving.mcp`: the RAPID tools over stdio, for desktop and coding agents.
 
-    python -m rapid_agent.mcp --captioner hf:KaiChen1998/RACRO-7B-CRO-GRPO \\
+    python -m rapid_agent.serving.mcp --captioner hf:KaiChen1998/RACRO-7B-CRO-GRPO \\
         --reasoner openai:Qwen/Qwen3-8B@http://localhost:8000/v1 --allowed-root ~/Pictures
 
 Serves `look_and_reason` and `describe_image` from an in-process RAPID graph, configured and checked as
-the served graph is: each flag sets the `RAPID_*` variable of the same meaning (`graphs/settings.py`;
-flags win over the environment), and every call passes the served request guard (image policy, text
-limits, model allowlist). Local images are read only under `--allowed-root` (unset: no local paths).
-Logs go to stderr; stdout carries the protocol and nothing else.
+the served graph is: each flag sets the `RAPID_*` variable of the same meaning
+(`rapid_agent.serving.settings`; flags win over the environment, which is read once), and every call
+passes the served request guard (image policy, text limits, model allowlist). Without model flags or
+variables it serves the shipped miniature-world models and says so on stderr. Local images are read
+only under `--allowed-root` (unset: no local paths). Logs go to stderr; stdout carries the protocol and
+nothing else.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ import anyio
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
-from graphs.rapid import graph_from_env
-from graphs.settings import ENV_NAMES, ServeSettings
-from graphs.tools import check_tool_call
 from rapid_agent.errors import ConfigError
-from rapid_agent.mcp.server import build_server, graph_runner
-from rapid_agent.mcp.tools import TOOL_NAMES, build_tool_graph
+from rapid_agent.serving.graphs import ServedGraphs
+from rapid_agent.serving.guard import check_tool_call
+from rapid_agent.serving.mcp.server import build_server, graph_runner
+from rapid_agent.serving.settings import DEFAULT_CAPTIONER, DEFAULT_REASONER, ENV_NAMES, ServeSettings
+from rapid_agent.serving.tools import TOOL_NAMES
 
 _FLAGS = {  # flag -> settings field (its RAPID_* variable)
     "captioner": "captioner",
@@ -48,10 +50,10 @@ _FLAGS = {  # flag -> settings field (its RAPID_* variable)
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = ENV_NAMES
     parser = argparse.ArgumentParser(
-        prog="python -m rapid_agent.mcp", description="Serve the RAPID tools (look_and_reason, describe_image) over stdio."
+        prog="python -m rapid_agent.serving.mcp", description="Serve the RAPID tools (look_and_reason, describe_image) over stdio."
     )
-    parser.add_argument("--captioner", help=f"captioner model spec ({env['captioner']}; default: tiny)")
-    parser.add_argument("--reasoner", help=f"reasoner model spec ({env['reasoner']}; default: tiny)")
+    parser.add_argument("--captioner", help=f"captioner model spec ({env['captioner']}; default: {DEFAULT_CAPTIONER})")
+    parser.add_argument("--reasoner", help=f"reasoner model spec ({env['reasoner']}; default: {DEFAULT_REASONER})")
     parser.add_argument(
         "--allowed-root", type=_folder, help=f"folder whose image files the tools may read ({env['image_root']}; unset: none)"
     )
@@ -83,11 +85,11 @@ def settings_env(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
     return {**environ, **given}
 
 
-def build_stdio_server(env: Mapping[str, str]) -> Server:
-    """The MCP server over an in-process RAPID graph built from `RAPID_*` settings in `env`."""
-    settings = ServeSettings.from_env(env)
-    rapid = graph_from_env(env)
-    tool_graphs = {name: build_tool_graph(rapid, name) for name in TOOL_NAMES}
+def build_stdio_server(settings: ServeSettings) -> Server:
+    """The MCP server over in-process tool graphs of `settings` (served models checked first)."""
+    graphs = ServedGraphs(settings)
+    graphs.check_models()
+    tool_graphs = {name: graphs.graph(name) for name in TOOL_NAMES}
     return build_server(graph_runner(tool_graphs), check=partial(check_tool_call, settings=settings))
 
 
@@ -109,9 +111,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     stdout = protocol_stdout()
     try:
-        server = build_stdio_server(settings_env(args))
+        server = build_stdio_server(ServeSettings.from_env(settings_env(args)))
     except ConfigError as exc:
-        sys.exit(f"python -m rapid_agent.mcp: {exc}")
+        sys.exit(f"python -m rapid_agent.serving.mcp: {exc}")
     anyio.run(serve_stdio, server, stdout)
 
 

@@ -1,9 +1,9 @@
 """One MCP server (official `mcp` SDK) for the RAPID tools, whatever runs them.
 
-    build_server(graph_runner(tool_graphs), check=guard)   # stdio: in-process tool graphs (`python -m rapid_agent.mcp`)
-    build_server(served_runner(), check=guard)             # HTTP: runs on LangGraph's server (`graphs/mcp_app.py`)
+    build_server(graph_runner(tool_graphs), check=guard)   # stdio: in-process tool graphs (`python -m rapid_agent.serving.mcp`)
+    build_server(served_runner(), check=guard)             # HTTP: runs on LangGraph's server (`.http`)
 
-The server lists `look_and_reason` and `describe_image` with the schemas of `rapid_agent.mcp.tools`,
+The server lists `look_and_reason` and `describe_image` with the schemas of `rapid_agent.serving.tools`,
 passes each call to `check` (the request guard: it raises a `RapidError` to refuse), runs it and
 returns the tool graph's output as structured content (and as JSON text). A refused or failed call is
 an MCP error result (`isError`) whose text names the error type and what is wrong; the server keeps
@@ -21,7 +21,7 @@ from mcp import types
 from mcp.server.lowlevel import Server
 
 from rapid_agent.errors import RapidError
-from rapid_agent.mcp.tools import DESCRIPTIONS, TOOL_NAMES, tool_schemas, unknown_tool
+from rapid_agent.serving.tools import DESCRIPTIONS, TOOL_NAMES, tool_schemas, unknown_tool
 
 ToolRunner = Callable[[str, dict[str, Any]], Awaitable[Mapping[str, Any]]]
 """`runner(tool, arguments)` -> the tool's output (its graph's)."""
