@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from evals.benchmarks import get_benchmark
-from evals.cache import model_identity
 from evals.store import Mode, config_digest
+from evals.tasks import get_benchmark
 from rapid_agent.errors import ConfigError
+from rapid_agent.models.identity import model_identity
 from rapid_agent.models.spec import GenerationSettings
 from rapid_agent.prompts import get_preset
 

@@ -23,8 +23,8 @@ Status = Literal["correct", "wrong", "truncated", "error"]
 
 
 def status(*, correct: bool, error: bool, truncated: bool) -> Status:
-    """A sample's outcome. `error`: the backend failed (no answer to grade); `truncated`: the output hit
-    its token limit without a correct answer (a correct answer given before the cut counts as correct)."""
+    """A sample's outcome. `error`: the backend failed (no answer to grade); `truncated`: the graph reported
+    the output cut off before its answer, so the rules read none (a judge's correct answer still counts)."""
     if error:
         return "error"
     if correct:

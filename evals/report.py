@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evals.benchmarks import get_benchmark
 from evals.metrics import Comparison, Score, Status, accuracy, compare, proportion, status
 from evals.store import SampleRecord, check_one_configuration
+from evals.tasks import get_benchmark
 
 SUMMARY_FILE, REPORT_FILE, PLOT_FILE = "summary.json", "report.md", "accuracy.png"
 

@@ -1,16 +1,21 @@
 """`python -m evals.run`: benchmark accuracy per reasoner, one captioning pass for all of them.
 
-    python -m evals.run                                   # tiny offline models on the bundled benchmark
+    python -m evals.run                                   # the main job (below), offline, about a minute
     python -m evals.run --captioner hf:Qwen/Qwen2.5-VL-7B-Instruct \\
         --reasoner openai:deepseek-ai/DeepSeek-R1-Distill-Qwen-7B@http://127.0.0.1:8000/v1 \\
         --reasoner openai:Qwen/Qwen3-8B@http://127.0.0.1:8001/v1 \\
         --benchmark mathvista --benchmark mmmu --mode decoupled --mode direct
     python -m evals.run --captioner miniworld:captioner --captioner miniworld:captioner-sft \
         --reasoner miniworld:reasoner-small --benchmark miniworld --prompt paper-train   # captioners side by side
+    python -m evals.run --captioner tiny --reasoner tiny --benchmark bundled   # random models: plumbing only
     python -m evals.run --resume ...                      # continue after a crash or Ctrl-C
 
-Benchmarks are `NAME[:SPLIT][=PATH]` (PATH: a local parquet/JSONL copy); `--list-benchmarks`
-shows them. Reports land in `--output-dir` (default `runs/evals/<config digest>`).
+With no --captioner, --reasoner or --benchmark it runs the main job: the shipped miniature-world
+models (captioners miniworld:captioner and miniworld:captioner-sft, reasoners miniworld:reasoner-small
+and miniworld:reasoner-large) on 40 miniworld items, --prompt paper-train, all three modes (--mode,
+--prompt and --limit given with it win). Otherwise name --captioner and --benchmark, and --reasoner
+for decoupled and blind runs. Benchmarks are `NAME[:SPLIT][=PATH]` (PATH: a local parquet/JSONL
+copy); `--list-benchmarks` shows them. Reports land in `--output-dir` (default `runs/evals/<config digest>`).
 """
 
 from __future__ import annotations
@@ -22,15 +27,31 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from evals.benchmarks import BENCHMARKS
 from evals.config import MODES, BenchmarkRef, EvalConfig, captioner_folders, combined_digest
 from evals.console import describe_totals
 from evals.merge import merge
 from evals.report import PLOT_FILE, REPORT_FILE, SUMMARY_FILE
 from evals.runner import RunOptions, default_cache_path, run_eval
 from evals.store import SAMPLES_FILE
+from evals.tasks import BENCHMARKS
 from rapid_agent.errors import ConfigError, RapidError
 from rapid_agent.models.spec import DEFAULT_MAX_NEW_TOKENS, TINY_MAX_NEW_TOKENS, GenerationSettings
+
+MAIN_JOB = {
+    "captioners": ["miniworld:captioner", "miniworld:captioner-sft"],
+    "reasoners": ["miniworld:reasoner-small", "miniworld:reasoner-large"],
+    "benchmarks": ["miniworld"],
+    "modes": list(MODES),
+    "prompt": "paper-train",
+    "limit": 40,
+}
+"""The flags of a run that names no --captioner, --reasoner or --benchmark: the README's main job."""
+MAIN_JOB_NOTICE = (
+    f"main job (no --captioner/--reasoner/--benchmark given): captioners {', '.join(MAIN_JOB['captioners'])}; "
+    f"reasoners {', '.join(MAIN_JOB['reasoners'])}; benchmark {', '.join(MAIN_JOB['benchmarks'])}, "
+    f"--limit {MAIN_JOB['limit']}, --prompt {MAIN_JOB['prompt']}, every --mode. Evaluate other models with "
+    "--captioner, --reasoner and --benchmark (the random test models: --captioner tiny --reasoner tiny --benchmark bundled)"
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,22 +59,22 @@ def parser() -> argparse.ArgumentParser:
     models = p.add_argument_group("models and modes")
     models.add_argument("--captioner", action="append", dest="captioners", metavar="SPEC",
                         help="captioner spec; repeat to compare several, each in its own sub-folder, merged into one "
-                             "report (default: tiny)")
+                             "report (default: the main job's)")
     models.add_argument("--reasoner", action="append", dest="reasoners", metavar="SPEC",
-                        help="reasoner spec; repeat to compare several (default: tiny)")
+                        help="reasoner spec; repeat to compare several (default: the main job's)")
     models.add_argument("--mode", action="append", dest="modes", choices=MODES,
                         help="decoupled (RAPID), direct (the captioner answers alone), blind (reasoner, no caption); "
-                             "repeatable (default: decoupled)")
-    models.add_argument("--prompt", default="paper-eval", help="prompt preset: paper-eval (with the tentative answer) "
-                        "or paper-train (default: paper-eval)")
+                             "repeatable (default: decoupled; the main job: all three)")
+    models.add_argument("--prompt", help="prompt preset: paper-eval (with the tentative answer) or paper-train "
+                        "(default: paper-eval; the main job: paper-train)")
     models.add_argument("--max-recaption-rounds", type=int, default=0)
     models.add_argument("--judge", metavar="SPEC", help="LLM answer extractor (off): reads every response, decides those "
                         "the rules find no answer in; the report lists where its verdict and the rules' differ")
     data = p.add_argument_group("benchmarks")
     data.add_argument("--benchmark", action="append", dest="benchmarks", metavar="NAME[:SPLIT][=PATH]",
-                      help="repeatable (default: bundled)")
+                      help="repeatable (default: the main job's, miniworld)")
     data.add_argument("--split", help="split for every --benchmark given without one")
-    data.add_argument("--limit", type=int, help="first N samples of each benchmark")
+    data.add_argument("--limit", type=int, help="first N samples of each benchmark (default: all; the main job: 40)")
     data.add_argument("--list-benchmarks", action="store_true", help="list benchmarks and splits, then exit")
     gen = p.add_argument_group("generation (reasoner; --caption-* for the captioner)",
                                "A served model's budget is fitted to the context its server reports, with a notice.")
@@ -87,9 +108,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def uses_main_job(args: argparse.Namespace) -> bool:
+    """True when no --captioner, --reasoner or --benchmark is given: the run is `MAIN_JOB`."""
+    return not (args.captioners or args.reasoners or args.benchmarks)
+
+
 def configs_from_args(args: argparse.Namespace) -> list[EvalConfig]:
     """One configuration per `--captioner`, the rest shared; blind runs (no captioner) with the first only."""
-    captioners = args.captioners or ["tiny"]
+    if uses_main_job(args):
+        args = argparse.Namespace(**(vars(args) | {k: v for k, v in MAIN_JOB.items() if getattr(args, k) is None}))
+    missing = [flag for flag, given in (("--captioner", args.captioners), ("--benchmark", args.benchmarks)) if not given]
+    if missing:
+        raise ConfigError(f"{' and '.join(missing)} missing: name --captioner, --reasoner and --benchmark together, "
+                          "or none of them for the main job")
+    captioners = args.captioners
     configs = [config_from_args(args, captioners[0])]
     for captioner in captioners[1:]:
         config = config_from_args(args, captioner)
@@ -101,10 +133,10 @@ def configs_from_args(args: argparse.Namespace) -> list[EvalConfig]:
 
 
 def config_from_args(args: argparse.Namespace, captioner: str) -> EvalConfig:
-    reasoners = tuple(args.reasoners or ["tiny"])
+    reasoners = tuple(args.reasoners or ())
     benchmarks = tuple(
         BenchmarkRef.parse(b if ":" in b.split("=")[0] or not args.split else _with_split(b, args.split))
-        for b in args.benchmarks or ["bundled"]
+        for b in args.benchmarks
     )
 
     def generation(temperature: float, top_p: float, max_new_tokens: int | None) -> GenerationSettings:
@@ -117,7 +149,7 @@ def config_from_args(args: argparse.Namespace, captioner: str) -> EvalConfig:
         reasoners=reasoners,
         benchmarks=benchmarks,
         modes=tuple(args.modes or ["decoupled"]),
-        prompt_preset=args.prompt,
+        prompt_preset=args.prompt or "paper-eval",
         max_recaption_rounds=args.max_recaption_rounds,
         limit=args.limit,
         seed=args.seed,
@@ -156,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         print(list_benchmarks())
         return 0
     output_dir = args.output_dir
+    if uses_main_job(args):
+        print(MAIN_JOB_NOTICE, flush=True)
     try:
         configs = configs_from_args(args)
         # the default folder is named by the configuration, so it can only hold this run: re-running continues it

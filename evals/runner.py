@@ -10,8 +10,9 @@
    `concurrency` at once; local HF models micro-batch them); transient errors are retried with
    backoff by the graph's retry policy; every finished sample is appended to `samples.jsonl` at
    once, failures included, as errors: a failed backend is an *error*, never a wrong answer, and an
-   output the graph reports as cut off by its token limit is recorded as `truncated`. With a judge,
-   every output is also read by the judge and both verdicts are kept (see `evals.judge`).
+   output the graph reports as cut off by its token limit is recorded as `truncated`, with no answer
+   (the answer contract: `rapid_agent.answers`). With a judge, every output is also read by the
+   judge and both verdicts are kept (see `evals.judge`).
 """
 
 from __future__ import annotations
@@ -28,18 +29,19 @@ from langgraph.types import RetryPolicy
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from evals.benchmarks import get_benchmark
-from evals.cache import Entry, PerceptionCache, image_hash, model_identity, perception_key
+from evals.cache import Entry, PerceptionCache, image_hash, perception_key
 from evals.config import EvalConfig, RunSpec
 from evals.console import describe_record
-from evals.endpoints import check_endpoints
 from evals.judge import Judge, JudgeVerdict
+from evals.precheck import check_endpoints
 from evals.report import Summary, record_status, write_reports
 from evals.sample import Sample
 from evals.scoring import grade_prediction, grade_sample
 from evals.store import RunStore, SampleRecord
+from evals.tasks import get_benchmark
 from rapid_agent.errors import BackendError
 from rapid_agent.graph import DEFAULT_RETRY, build_rapid_graph
+from rapid_agent.models.identity import model_identity
 from rapid_agent.models.spec import ModelResolver
 from rapid_agent.prompts import get_preset
 
@@ -323,7 +325,8 @@ class Evaluator:
     ) -> SampleRecord:
         """The record of a finished output: the rules' verdict, or the judge's where the rules find no answer."""
         sample, output, usage = item.sample, out["reasoning"] or "", out.get("usage", [])
-        grade = grade_sample(sample, output)  # rapid_agent.answers.grade_output: the library's verdict path
+        truncated = bool(out.get("truncated", False))  # set by the graph when the reasoner hit its token limit
+        grade = grade_sample(sample, output, truncated=truncated)  # the answer contract: see rapid_agent.answers
         if verdict is not None:
             judged = grade_prediction(sample, verdict.answer, via="judge") if verdict.answer is not None else None
             verdict = verdict.model_copy(update={
@@ -335,7 +338,7 @@ class Evaluator:
         return self._record(run, item, percept, captions=out.get("captions")).model_copy(update={
             "output": output, "prediction": grade.prediction, "correct": grade.correct, "method": grade.method,
             "judge": verdict, "usage": [dict(u) for u in usage], "latency_s": latency,
-            "truncated": bool(out.get("truncated", False)),  # set by the graph when the reasoner hit its token limit
+            "truncated": truncated,
         })
 
     def _record(self, run: RunSpec, item: _Item, percept: _Percept | None, *, error: str | None = None,

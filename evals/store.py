@@ -47,7 +47,7 @@ class SampleRecord(BaseModel):
     captions: list[str] = Field(default_factory=list)
     tentative_answer: str | None = None
     output: str | None = None  # the reasoner's full text (direct mode: the MLLM's)
-    prediction: str | None = None
+    prediction: str | None = None  # the answer extracted from `output`: the graph's (see `rapid_agent.answers`)
     correct: bool = False
     method: str | None = None
     judge: JudgeVerdict | None = None

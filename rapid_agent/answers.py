@@ -8,6 +8,18 @@ benchmark's conventions (option letters/texts, numbers with units/percent/precis
 integers, lists, plain text, LaTeX via ``math_verify``); `grade_output` does both and is the one
 verdict path of the library and the eval harness. Work is linear in the output length, and only its
 last `MAX_EXAMINED_CHARS` characters are examined. Nothing raises on odd model output.
+
+**The answer contract.** The graph's ``answer`` (node ``reason``) and the eval harness's prediction
+(``evals.scoring.grade_sample``, through `grade_output`; ``prediction`` in ``samples.jsonl``) are one
+call, ``extract_answer(output, options, truncated=truncated)``, on the same ``output``: the graph's
+``reasoning`` (a reasoning parser's separate thinking is prefixed to it as a closed ``<think>`` block,
+which extraction drops), with the graph's ``truncated`` (cut off inside ``<think>``, or by the token
+limit before a closed ``\\boxed{}``: no answer). So for the same output and the same options both
+are equal (``tests/test_answer_contract.py``). The options differ by design: the graph reads with
+the options it shows the reasoner (its input ``options``), the harness with the sample's options,
+which also hold the options a benchmark prints inside its question (MathVerse, MMStar, LogicVista,
+We-Math; the graph gets those as question text only), so an answer written as such an option's text
+is still found and graded as its letter.
 """
 
 from __future__ import annotations
@@ -64,7 +76,8 @@ class UnknownAnswerTypeError(InputError):
 
 class Verdict(BaseModel):
     """Outcome of grading one prediction against the gold answer(s) (``gold``: the one that matched,
-    else the first)."""
+    else the first). ``answer`` is the prediction as given (by `grade_output`: as extracted, see the
+    answer contract above), ``prediction`` its normalised form ("(B) 8/11" -> "B")."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -72,6 +85,7 @@ class Verdict(BaseModel):
     prediction: str | None
     gold: str
     method: str
+    answer: str | None = None
 
 
 # --------------------------------------------------------------------------- extraction
@@ -302,8 +316,11 @@ def _last_sentence(body: str) -> str:
     return _SENTENCE_END.split(lines[-1].strip())[-1]
 
 
-def extract_answer(text: str | None, options: Sequence[str] | None = None) -> str | None:
-    """Final answer in a model's output, or None when there is none (it never guesses).
+def extract_answer(
+    text: str | None, options: Sequence[str] | None = None, *, truncated: bool = False
+) -> str | None:
+    """Final answer in a model's output, or None when there is none (it never guesses) or the output
+    is ``truncated`` (the graph's flag: cut off before its answer; see the answer contract above).
 
     Reasoning blocks are removed and the last `MAX_EXAMINED_CHARS` characters searched, in order:
     the last ``<answer>...</answer>``; a JSON ``"short answer": "..."`` (DynaMath); the last
@@ -313,7 +330,7 @@ def extract_answer(text: str | None, options: Sequence[str] | None = None) -> st
     line ("(B)", "B."; within range when ``options`` are given); the whole output when it is an
     answer value ("14", "(B) 8/11", "4 cm").
     """
-    if not text:
+    if not text or truncated:
         return None
     body = strip_think(text)[-MAX_EXAMINED_CHARS:]
     if not body:
@@ -675,9 +692,10 @@ def grade(
     golds = [_text(g, "gold").strip() for g in golds]
     if not golds or not all(golds):
         raise InputError("gold must be a non-empty answer or a non-empty list of non-empty answers")
-    pred = None if prediction is None else _text(prediction, "prediction").strip()
+    answer = None if prediction is None else _text(prediction, "prediction")
+    pred = None if answer is None else answer.strip()
     if not pred or not _clean(pred):
-        return Verdict(correct=False, prediction=None, gold=golds[0], method="no_answer")
+        return Verdict(correct=False, prediction=None, gold=golds[0], method="no_answer", answer=answer)
     cfg = _Config(
         precision=None if precision is None else int(precision),
         tolerance=tolerance,
@@ -686,7 +704,7 @@ def grade(
         integer_match=integer_match,
     )
     verdicts = [_grade_one(pred, g, options, answer_type, cfg) for g in golds]
-    return next((v for v in verdicts if v.correct), verdicts[0])
+    return next((v for v in verdicts if v.correct), verdicts[0]).model_copy(update={"answer": answer})
 
 
 def grade_output(
@@ -700,11 +718,12 @@ def grade_output(
     unit: str | None = None,
     percent_as_fraction: bool = False,
     integer_match: IntegerMatch = "exact",
+    truncated: bool = False,
 ) -> Verdict:
-    """`extract_answer` from a raw model ``output`` (using ``options``), then `grade` it: the one
-    verdict path of the library and the eval harness."""
+    """`extract_answer` from a raw model ``output`` (using ``options`` and ``truncated``), then `grade`
+    it: the one verdict path of the library and the eval harness."""
     return grade(
-        extract_answer(output, options),
+        extract_answer(output, options, truncated=truncated),
         gold,
         options=options,
         answer_type=answer_type,

@@ -244,7 +244,8 @@ def test_method_names(prediction, gold, kwargs, method):
 
 
 def test_choice_prediction_is_normalised_to_letter():
-    assert grade("(B) 4 cm", "4 cm", options=MV_CHOICES).prediction == "B"
+    verdict = grade("(B) 4 cm", "4 cm", options=MV_CHOICES)
+    assert verdict.prediction == "B" and verdict.answer == "(B) 4 cm"  # the answer as given is kept
 
 
 def test_verdict_is_frozen():
@@ -346,7 +347,7 @@ def test_grade_accepts_numbers_none_type_and_gold_lists():
     assert grade("3", "3", answer_type=None).correct
     verdict = grade("24.0", ["24", "25"])
     assert verdict.correct and verdict.gold == "24"
-    assert grade("26", ["24", "25"]) == Verdict(correct=False, prediction="26", gold="24", method="numeric")
+    assert grade("26", ["24", "25"]) == Verdict(correct=False, prediction="26", gold="24", method="numeric", answer="26")
     with pytest.raises(InputError, match="gold"):
         grade("3", [])
     with pytest.raises(InputError, match="prediction must be a string or a number"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.run import main
+from evals.run import MAIN_JOB_NOTICE, configs_from_args, main, parser
 from rapid_agent.models.hf import HFVisionChatModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evals"
@@ -87,7 +87,7 @@ def test_two_reasoners_local_and_served_over_two_fixture_benchmarks(tiny_env, re
 def test_sigkill_then_resume_gives_the_uninterrupted_summary(tiny_env, tiny_reasoner_path, tmp_path, capsys):
     # deterministic decoding: one request at a time (no padded batches) and captions only (paper-train)
     args = [
-        "--limit", "10", "--prompt", "paper-train", "--concurrency", "1",
+        "--limit", "10", "--prompt", "paper-train", "--concurrency", "1", "--captioner", "tiny", "--benchmark", "bundled",
         "--reasoner", "tiny", "--reasoner", f"hf:{tiny_reasoner_path}", "--max-new-tokens", "48", "--no-progress",
     ]
     killed = tmp_path / "killed"
@@ -143,6 +143,28 @@ def test_captioners_compared_side_by_side_in_one_report(tmp_path, capsys):
 
 
 def test_blind_alone_cannot_compare_captioners(capsys):
-    argv = ["--captioner", "tiny", "--captioner", "hf:x", "--mode", "blind", "--no-progress"]
+    argv = ["--captioner", "tiny", "--captioner", "hf:x", "--reasoner", "tiny", "--benchmark", "bundled", "--mode", "blind",
+            "--no-progress"]
     assert main(argv) == 2
     assert "blind runs read no caption" in capsys.readouterr().err
+
+
+def test_no_model_flags_run_the_main_job_and_say_so(tmp_path, capsys):
+    first, second = configs_from_args(parser().parse_args([]))
+    assert (first.captioner, second.captioner) == ("miniworld:captioner", "miniworld:captioner-sft")
+    assert first.reasoners == second.reasoners == ("miniworld:reasoner-small", "miniworld:reasoner-large")
+    assert [b.label for b in first.benchmarks] == ["miniworld"] and first.limit == 40
+    assert first.prompt_preset == "paper-train"
+    assert first.modes == ("decoupled", "direct", "blind") and second.modes == ("decoupled", "direct")  # blind once
+    config, = configs_from_args(parser().parse_args(["--captioner", "tiny", "--reasoner", "tiny", "--benchmark", "bundled"]))
+    assert (config.limit, config.modes, config.prompt_preset) == (None, ("decoupled",), "paper-eval")
+    shorter, _ = configs_from_args(parser().parse_args(["--limit", "5", "--mode", "decoupled", "--prompt", "paper-eval"]))
+    assert (shorter.limit, shorter.modes, shorter.prompt_preset) == (5, ("decoupled",), "paper-eval")  # given flags win
+
+    assert main(["--limit", "0", "--output-dir", str(tmp_path / "o"), "--no-progress"]) == 2  # stops before any model
+    out = capsys.readouterr().out
+    assert MAIN_JOB_NOTICE in out and "--captioner tiny --reasoner tiny --benchmark bundled" in out
+    assert main(["--reasoner", "tiny", "--output-dir", str(tmp_path / "o"), "--no-progress"]) == 2
+    printed = capsys.readouterr()
+    assert MAIN_JOB_NOTICE not in printed.out
+    assert "error: --captioner and --benchmark missing: name --captioner, --reasoner and --benchmark together" in printed.err

@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from evals.benchmarks import get_benchmark
-from evals.cache import PerceptionCache, image_hash, model_identity, perception_key
+from evals.cache import PerceptionCache, image_hash, perception_key
 from evals.config import BenchmarkRef, EvalConfig
 from evals.console import describe_record, describe_totals
 from evals.merge import merge
 from evals.run import main
-from evals.runner import Evaluator, RunOptions, run_eval
+from evals.runner import RunOptions, run_eval
 from evals.store import read_records
+from evals.tasks import get_benchmark
 from rapid_agent.errors import BackendError, ConfigError, InputError
+from rapid_agent.models.identity import model_identity
 from rapid_agent.models.spec import GenerationSettings
 from rapid_agent.prompts import get_preset
 from rapid_agent.testing import ScriptedChatModel
@@ -204,20 +205,6 @@ def test_some_samples_erroring_are_left_out_of_the_paired_comparison(tmp_path):
     assert data["comparisons"][0]["dropped"] == 2
 
 
-class _CutOffGraph:
-    """The graph, reporting `truncated` for an output whose `<think>` never closed (what a reasoner cut off
-    by its token limit leaves), as the core graph does."""
-
-    def __init__(self, graph):
-        self.graph = graph
-
-    def batch_as_completed(self, inputs, config, **kwargs):
-        for index, out in self.graph.batch_as_completed(inputs, config, **kwargs):
-            if isinstance(out, dict) and "<think>" in (out.get("reasoning") or "") and "</think>" not in out["reasoning"]:
-                out = {**out, "truncated": True}
-            yield index, out
-
-
 def test_outputs_cut_off_by_the_token_limit_are_truncated_not_wrong(tmp_path):
     questions = [s.question for s in get_benchmark("bundled").load(limit=LIMIT)]
 
@@ -232,22 +219,21 @@ def test_outputs_cut_off_by_the_token_limit_are_truncated_not_wrong(tmp_path):
             return "The answer is \\boxed{-1}."  # finished, and wrong
         return reader().respond(messages)
 
-    evaluator = Evaluator(config(reasoners=("r1",), benchmarks=BENCHMARKS[:1]), options(tmp_path),
-                          models=models(r1=ScriptedChatModel(respond=respond)))
-    evaluator.graph = _CutOffGraph(evaluator.graph)
-    result = evaluator.run()
+    result = run_eval(config(reasoners=("r1",), benchmarks=BENCHMARKS[:1]), options(tmp_path),
+                      models=models(r1=ScriptedChatModel(respond=respond)))
     bench = result.summary.runs["r1 [decoupled]"].benchmarks["bundled"]
-    assert (bench.correct, bench.wrong, bench.truncated, bench.errors) == (2, 1, 1, 0)
-    assert bench.truncated_rate == 0.25 and bench.accuracy.value == 0.5 and result.truncated == 1
+    assert (bench.correct, bench.wrong, bench.truncated, bench.errors) == (1, 1, 2, 0)
+    assert bench.truncated_rate == 0.5 and bench.accuracy.value == 0.25 and result.truncated == 2
     records = {r.question: r for r in read_records(tmp_path / "run" / "samples.jsonl").values()}
     cut = records[questions[0]]
     assert cut.truncated and not cut.correct and cut.prediction is None  # never graded from inside the thinking
     assert "✂ truncated" in describe_record(cut)
-    assert records[questions[1]].truncated and records[questions[1]].correct  # a correct answer before the cut counts
+    reopened = records[questions[1]]  # the graph's answer is None: so is the harness's (the answer contract)
+    assert reopened.truncated and not reopened.correct and reopened.prediction is None
     assert not records[questions[2]].truncated
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "| r1 [decoupled] | bundled | 4 | 2 | 1 | 1 (25.0%) | 0 (0.0%) | 50.0 | 50.0 |" in report
-    assert describe_totals(result).endswith("errors: 0 · truncated: 1")
+    assert "| r1 [decoupled] | bundled | 4 | 1 | 1 | 2 (50.0%) | 0 (0.0%) | 25.0 | 25.0 |" in report
+    assert describe_totals(result).endswith("errors: 0 · truncated: 2")
 
 
 def test_resume_after_a_torn_write_gives_the_uninterrupted_summary(tmp_path):
@@ -403,16 +389,18 @@ def test_perception_cache_keys_and_model_identity(tmp_path):
 
 def test_cli_bad_input_gets_clear_messages(tmp_path, capsys):
     out = ["--output-dir", str(tmp_path / "o"), "--cache", str(tmp_path / "c.sqlite"), "--no-progress"]
-    assert main(["--benchmark", "nope", *out]) == 2
+    tiny = ["--captioner", "tiny", "--reasoner", "tiny"]
+    assert main([*tiny, "--benchmark", "nope", *out]) == 2
     assert "error: unknown benchmark 'nope'; known benchmarks:" in capsys.readouterr().err
-    assert main(["--benchmark", "mathvista:test", *out]) == 2
+    assert main([*tiny, "--benchmark", "mathvista:test", *out]) == 2
     assert "unknown split 'test' for benchmark 'mathvista'" in capsys.readouterr().err
     assert main(["--prompt", "fancy", *out]) == 2
     assert "unknown prompt preset 'fancy'" in capsys.readouterr().err
     assert main(["--limit", "0", *out]) == 2
     assert "error: invalid settings: limit:" in capsys.readouterr().err
     url = f"http://127.0.0.1:{free_port()}/v1"
-    assert main(["--reasoner", f"openai:some-model@{url}", "--limit", "2", *out]) == 2
+    assert main(["--captioner", "tiny", "--reasoner", f"openai:some-model@{url}", "--benchmark", "bundled", "--limit", "2",
+                 *out]) == 2
     err = capsys.readouterr().err
     assert f"error: reasoner: the server at {url} is unreachable" in err and "start it" in err
     assert main(["--list-benchmarks"]) == 0

@@ -61,7 +61,8 @@ def servers():
 
 def cli(servers, folder: Path, *extra: str, cache: Path | None = None) -> list[str]:
     return [
-        "--captioner", servers.captioner.spec, "--reasoner", servers.reasoner.spec, "--limit", str(LIMIT),
+        "--captioner", servers.captioner.spec, "--reasoner", servers.reasoner.spec, "--benchmark", "bundled",
+        "--limit", str(LIMIT),
         "--concurrency", "2", "--retries", "0", "--no-progress", "--output-dir", str(folder),
         *(["--cache", str(cache)] if cache else ["--no-cache"]), *extra,
     ]
@@ -129,6 +130,7 @@ def run_cli(servers, folder: Path, *extra: str) -> subprocess.CompletedProcess:
 # --------------------------------------------------------------------------- concurrent runs (real processes)
 
 
+@pytest.mark.slow  # spawns eval processes
 def test_a_second_run_or_resume_on_a_held_folder_is_refused_naming_the_holder(servers, straight, tmp_path, capsys):
     folder = tmp_path / "run"
     servers.reasoner.requests = 0
@@ -159,6 +161,7 @@ def test_a_second_run_or_resume_on_a_held_folder_is_refused_naming_the_holder(se
     assert (folder / "config.json").read_bytes() == config_before and len(stored_lines(folder)) == LIMIT
 
 
+@pytest.mark.slow  # spawns an eval process
 def test_the_lock_of_a_killed_run_is_taken_over_and_resume_completes_it(servers, straight, tmp_path, capsys):
     folder = tmp_path / "run"
     servers.reasoner.requests = 0

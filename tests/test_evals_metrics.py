@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from evals.benchmarks import get_benchmark
 from evals.metrics import Outcome, accuracy, bootstrap_interval, compare, mcnemar_exact, status, wilson
+from evals.tasks import get_benchmark
 
 
 def outcomes(spec: list[tuple[str, bool, dict]]) -> list[Outcome]:

@@ -183,15 +183,20 @@ def test_a_backend_that_keeps_failing_raises_a_backend_error_naming_it(captioner
 
 
 def test_a_backend_that_hangs_times_out_sync_and_async():
-    """The one time-out test: a scripted reasoner that hangs until released (nothing else is timed)."""
+    """The one time-out test: scripted reasoners that never answer on their own (nothing else is timed).
+
+    Sync: the call blocks its thread until released. Async: the call awaits a sleep that only the
+    time-out cancels (a blocking wait inside an async call would hold the event loop, and the time-out
+    with it, until released)."""
     release = threading.Event()
-    hanging = ScriptedChatModel(respond=lambda m: "\\boxed{3}" if release.wait(120) else "never released")
-    graph = build_rapid_graph(reasoner=hanging, call_timeout_s=0.2, retry_policy=None)
+    hanging = ScriptedChatModel(respond=lambda m: "\\boxed{3}" if release.wait(600) else "never released")
+    stalled = ScriptedChatModel(respond=lambda m: "\\boxed{3}", latency_s=3600.0)
+    inputs = {"question": "How many?", "captions": ["three red circles"]}
     try:
-        with pytest.raises(BackendError, match="reason: model .* timed out after 0.2s"):
-            graph.invoke({"question": "How many?", "captions": ["three red circles"]})
-        with pytest.raises(BackendError, match="timed out"):
-            asyncio.run(graph.ainvoke({"question": "How many?", "captions": ["three red circles"]}))
+        with pytest.raises(BackendError, match=r"reason: model .* timed out after 0.2s"):
+            build_rapid_graph(reasoner=hanging, call_timeout_s=0.2, retry_policy=None).invoke(inputs)
+        with pytest.raises(BackendError, match=r"reason: model .* timed out after 0.2s"):
+            asyncio.run(build_rapid_graph(reasoner=stalled, call_timeout_s=0.2, retry_policy=None).ainvoke(inputs))
     finally:
         release.set()
 
@@ -207,8 +212,8 @@ def test_non_transient_errors_are_not_retried(captioner, circles_image):
 @pytest.mark.parametrize(
     ("request_", "error", "message"),
     [
-        ({"question": "   "}, InputError, "question must be a non-empty string"),
-        ({"question": "x" * 20_001}, InputError, "limit is 20000"),
+        ({"question": "   "}, InputError, "input.question is required and must be a non-empty string"),
+        ({"question": "x" * 20_001}, InputError, r"input.question has 20001 characters; the limit is 20000 \(max_text_chars\)"),
         ({"question": "Which?", "options": "A, B"}, InputError, "options must be a list of non-empty strings"),
         ({"question": "Which?", "options": ["a", 3]}, InputError, "options must be a list"),
         ({"question": "Which?", "images": ["/no/such/file.png"]}, ImageInputError, "no such image file"),

@@ -197,7 +197,7 @@ def test_internal_fields_are_not_input():
         (lambda g: PromptPreset(name="mine", version=1, reasoner_user="{caption} {answer}"), ConfigError,
          r"preset.reasoner_user: .*unknown placeholder\(s\) \['answer'\]"),
         (lambda g: g.invoke({"question": "Which?", "captions": ["c"], "options": [f"o{i}" for i in range(27)]}),
-         InputError, r"options: 27 given; the limit is 26 \(lettered A-Z\)"),
+         InputError, r"input.options has 27 options; the limit is 26 \(A-Z\)"),
         (lambda g: g.invoke({"question": "<image 1> <image 2>", "captions": ["c"]}), InputError,
          "question has no text besides <image N> tags"),
         (lambda g: g.invoke({"question": "q", "captions": ["c" * 20_001]}), InputError,

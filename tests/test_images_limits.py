@@ -182,6 +182,7 @@ WORST_ALLOWED = {  # the largest images MEMORY_LIMITS let through, in the costli
 }
 
 
+@pytest.mark.slow  # measures in a fresh process
 @pytest.mark.skipif(not image_memory.SUPPORTED, reason="needs Linux /proc peak-RSS reset")
 def test_peak_memory_of_the_worst_allowed_images_is_bounded_by_max_pixels(tmp_path):
     paths = []

@@ -133,7 +133,7 @@ def test_training_prompts_are_what_the_graph_sends(family):
 
 
 def test_benchmark_loader_serves_held_out_items():
-    from evals.benchmarks import get_benchmark
+    from evals.tasks import get_benchmark
 
     samples = get_benchmark("miniworld").load(limit=50)
     assert len(samples) == 50 and len({s.id for s in samples}) == 50
@@ -404,6 +404,7 @@ def test_vpo_without_the_small_reasoner_names_the_missing_stage(tmp_path, monkey
     assert ran == side_ran == []
 
 
+@pytest.mark.slow  # spawns processes
 def test_a_failing_lane_stops_the_other_lane_and_its_children(tmp_path, monkeypatch):
     import subprocess
     import sys

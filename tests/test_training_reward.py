@@ -138,6 +138,7 @@ def test_length_term_and_zero_variance_groups():
     assert zero_variance_fraction([1.0, 1.0, 0.0, 1.0, None, None], ["a", "a", "b", "b", "c", "c"]) == pytest.approx(2 / 3)
 
 
+@pytest.mark.slow  # starts `transformers serve`
 def test_served_reasoner_works_on_a_fresh_event_loop(reasoner_server):
     """TRL runs the reward on its own loop; an earlier loop's closed connections must not break it."""
     settings = make_config({"reasoner_max_new_tokens": 4, "reasoner_temperature": 0.0}).reasoner_generation()

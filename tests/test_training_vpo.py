@@ -188,7 +188,7 @@ def test_evals_cli_scores_the_trained_captioner(run, request, tmp_path, tiny_rea
 
     checkpoint = request.getfixturevalue(run)
     out = tmp_path / "evals"
-    argv = ["--captioner", f"hf:{checkpoint}", "--reasoner", f"hf:{tiny_reasoner_path}", "--limit", "2",
+    argv = ["--captioner", f"hf:{checkpoint}", "--reasoner", f"hf:{tiny_reasoner_path}", "--benchmark", "bundled", "--limit", "2",
             "--max-new-tokens", "8", "--caption-max-new-tokens", "8", "--output-dir", str(out), "--no-cache",
             "--no-progress"]
     assert evals_main(argv) == 0

@@ -82,7 +82,7 @@ def test_evals_with_two_reasoners_caption_each_sample_once_then_read_the_cache(v
     from evals.runner import RunOptions, run_eval
 
     # budgets left at their defaults: the served reasoner's 8192 is fitted to the 512-token context
-    argv = ["--captioner", "tiny", "--reasoner", vllm_server.spec, "--reasoner", "tiny", "--limit", "2",
+    argv = ["--captioner", "tiny", "--reasoner", vllm_server.spec, "--reasoner", "tiny", "--benchmark", "bundled", "--limit", "2",
             "--prompt", "paper-train"]
     config, = configs_from_args(parser().parse_args(argv))
     assert config.reasoner_generation.max_new_tokens is None  # the role default, 8192, for the served reasoner

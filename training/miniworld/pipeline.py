@@ -349,7 +349,7 @@ class Pipeline:
 
     def _fingerprint(self) -> str:
         """The identity of every model's files, as the eval harness keys its results."""
-        from evals.cache import model_identity
+        from rapid_agent.models.identity import model_identity
 
         return json.dumps({name: model_identity(f"hf:{self.model(name)}")
                            for name in ("captioner", "captioner-sft", "reasoner-small", "reasoner-large")}, indent=1)

@@ -205,7 +205,7 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
           if config.get("reasoners") == "shipped" else []),
         f"Parameters: captioner {params.get('captioner-sft'):,}, small reasoner {params.get('reasoner-small'):,}, "
         f"large reasoner {params.get('reasoner-large'):,}. Evaluated on {config['eval_items']} held-out items with "
-        "`python -m evals.run --benchmark miniworld --prompt paper-train`; intervals are 95% (Wilson for accuracy, "
+        "`python -m evals.run` (benchmark `miniworld`, prompt `paper-train`); intervals are 95% (Wilson for accuracy, "
         "paired bootstrap for differences), p-values McNemar's exact test.",
         "",
         "## The claims",

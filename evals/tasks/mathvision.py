@@ -3,9 +3,9 @@ answer a letter for multiple choice (letter or option text both count), `<image1
 
 from __future__ import annotations
 
-from evals.benchmarks.base import Benchmark, Row, Split
 from evals.metrics import by_group
 from evals.sample import Sample
+from evals.tasks.base import Benchmark, Row, Split
 
 
 def to_sample(row: Row) -> Sample:

@@ -8,10 +8,10 @@ Vision Only rows may carry no question text (it is in the image), so `query_wo` 
 
 from __future__ import annotations
 
-from evals.benchmarks.base import Benchmark, Row, Split
-from evals.benchmarks.options import MATHVERSE, embedded_options
 from evals.metrics import by_group
 from evals.sample import Sample
+from evals.tasks.base import Benchmark, Row, Split
+from evals.tasks.options import MATHVERSE, embedded_options
 
 VERSIONS = ("Text Dominant", "Text Lite", "Text Only", "Vision Intensive", "Vision Dominant", "Vision Only")
 QUESTION_TYPES = {"multi-choice": "multiple_choice", "free-form": "auto"}

@@ -3,10 +3,10 @@ parsed out for grading; the answer a letter; accuracy per `category` (6 core cap
 
 from __future__ import annotations
 
-from evals.benchmarks.base import Benchmark, Row, Split
-from evals.benchmarks.options import MMSTAR, embedded_options
 from evals.metrics import by_group
 from evals.sample import Sample
+from evals.tasks.base import Benchmark, Row, Split
+from evals.tasks.options import MMSTAR, embedded_options
 
 
 def to_sample(row: Row) -> Sample:

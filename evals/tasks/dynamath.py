@@ -8,9 +8,9 @@ counts only when every evaluated variant is right).
 
 from __future__ import annotations
 
-from evals.benchmarks.base import Benchmark, Row, Split
 from evals.metrics import dynamath_metrics
 from evals.sample import Sample
+from evals.tasks.base import Benchmark, Row, Split
 
 VARIANTS = tuple(f"sample_variant{i}" for i in range(1, 11))
 ANSWER_TYPES = {"multiple choice": "multiple_choice", "float": "float", "free-form": "auto"}

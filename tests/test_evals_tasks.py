@@ -11,8 +11,8 @@ import datasets
 import pytest
 from PIL import Image
 
-from evals.benchmarks import BENCHMARKS, get_benchmark
 from evals.config import BenchmarkRef
+from evals.tasks import BENCHMARKS, get_benchmark
 from rapid_agent.answers import grade
 from rapid_agent.errors import ConfigError, InputError
 
@@ -159,7 +159,7 @@ def test_logicvista_options_in_both_printed_layouts_and_only_in_the_image():
     ("Options: A: only one", "MMSTAR", "A", None),
 ])
 def test_embedded_option_layouts(text, layout, gold, expected):
-    from evals.benchmarks import options
+    from evals.tasks import options
 
     assert options.embedded_options(text, getattr(options, layout), gold) == expected
 
@@ -197,7 +197,7 @@ def test_a_folder_with_the_benchmark_file_under_another_name_loads_and_says_whic
     target.parent.mkdir(parents=True)
     shutil.copy(FIXTURES / "mmstar" / "val.parquet", target)
     (tmp_path / "copy" / "dataset_infos.json").write_text("{}")  # Hub metadata beside the rows is not a data file
-    with caplog.at_level("WARNING", logger="evals.benchmarks.base"):
+    with caplog.at_level("WARNING", logger="evals.tasks.base"):
         assert [s.id for s in get_benchmark("mmstar").load(path=tmp_path / "copy")] == ["0", "1", "2"]
     assert str(target) in caplog.text and "no val.parquet" in caplog.text
 

@@ -3,9 +3,9 @@ free-form answers carry `answer_type`, `precision` and `unit`. Accuracy also per
 
 from __future__ import annotations
 
-from evals.benchmarks.base import Benchmark, Row, Split
 from evals.metrics import by_group
 from evals.sample import Sample
+from evals.tasks.base import Benchmark, Row, Split
 
 ANSWER_TYPES = {"integer": "integer", "float": "float", "text": "text", "list": "list"}
 

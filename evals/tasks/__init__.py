@@ -1,8 +1,8 @@
-"""The benchmark registry: one small declarative module per benchmark (see `base.Benchmark`)."""
+"""The benchmark registry: one small declarative loader module per benchmark, lmms-eval's "task" (see `base.Benchmark`)."""
 
 from __future__ import annotations
 
-from evals.benchmarks import (
+from evals.tasks import (
     bundled,
     dynamath,
     logicvista,
@@ -14,7 +14,7 @@ from evals.benchmarks import (
     mmstar,
     wemath,
 )
-from evals.benchmarks.base import Benchmark, Row, Split
+from evals.tasks.base import Benchmark, Row, Split
 from rapid_agent.errors import ConfigError
 
 BENCHMARKS: dict[str, Benchmark] = {

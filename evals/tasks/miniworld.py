@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import functools
 
-from evals.benchmarks.base import Benchmark, Row, Split
 from evals.metrics import by_group
 from evals.sample import Sample
+from evals.tasks.base import Benchmark, Row, Split
 from rapid_agent.miniworld import world
 
 ITEMS = 1000

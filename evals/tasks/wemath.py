@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 
-from evals.benchmarks.base import Benchmark, Row, Split
-from evals.benchmarks.options import WEMATH, embedded_options
 from evals.metrics import wemath_metrics
 from evals.sample import Sample
+from evals.tasks.base import Benchmark, Row, Split
+from evals.tasks.options import WEMATH, embedded_options
 
 _KEY = re.compile(r"^([23])steps_(\d|multi)$")
 

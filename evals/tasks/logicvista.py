@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from evals.benchmarks.base import Benchmark, Row, Split
-from evals.benchmarks.options import LOGICVISTA, embedded_options
 from evals.metrics import by_group
 from evals.sample import Sample
+from evals.tasks.base import Benchmark, Row, Split
+from evals.tasks.options import LOGICVISTA, embedded_options
 
 
 def to_sample(row: Row) -> Sample:

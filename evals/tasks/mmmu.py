@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
-from evals.benchmarks.base import Benchmark, Row, Split, literal_list
 from evals.metrics import by_group, combine
 from evals.sample import Sample
+from evals.tasks.base import Benchmark, Row, Split, literal_list
 
 DOMAINS = {
     "Art and Design": ("Art", "Art_Theory", "Design", "Music"),

@@ -15,9 +15,9 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from evals.benchmarks.base import Benchmark, Row, Split
 from evals.metrics import by_group
 from evals.sample import Sample
+from evals.tasks.base import Benchmark, Row, Split
 
 SEED = 2506_04559
 PER_KIND = 3  # drawings per kind; each drawing asks three questions
