@@ -29,9 +29,12 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_no_library_module_imports_the_entry_files():
+def test_no_library_module_imports_upward():
+    """The library imports neither the entry files (`graphs/`) nor the applications (`training/`, `evals/`)."""
     upward = {
-        str(path.relative_to(ROOT)): sorted(name for name in imported_modules(path) if name.split(".")[0] == "graphs")
+        str(path.relative_to(ROOT)): sorted(
+            name for name in imported_modules(path) if name.split(".")[0] in {"graphs", "training", "evals"}
+        )
         for path in (ROOT / "rapid_agent").rglob("*.py")
     }
     assert {path: names for path, names in upward.items() if names} == {}
