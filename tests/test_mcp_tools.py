@@ -1,4 +1,4 @@
-"""The RAPID tools (rapid_agent.mcp): tool graphs, strict arguments, and the MCP server over an in-memory
+"""The RAPID tools (rapid_agent.serving.tools, rapid_agent.serving.mcp): tool graphs, strict arguments, and the MCP server over an in-memory
 transport with the official SDK client (the HTTP and stdio transports: test_mcp_http.py, test_mcp_stdio.py)."""
 
 from __future__ import annotations
