@@ -23,7 +23,7 @@ from rapid_agent.models.spec import ModelResolver
 from rapid_agent.prompts import format_question, get_preset
 from rapid_agent.testing import ensure_tiny_models
 from rapid_agent.testing.local_servers import LocalOpenAIServer
-from training.config import make_config
+from training.config import VPOConfig
 from training.data import demo_rows
 from training.reward import GraphReward
 
@@ -83,8 +83,8 @@ def main() -> None:
     args = parser.parse_args()
 
     _, reasoner_path = ensure_tiny_models()
-    settings = make_config(  # the reasoner settings training uses, at temperature 0
-        {"reasoner_temperature": 0.0, "reasoner_max_new_tokens": args.max_new_tokens, "reasoner_concurrency": args.concurrency}
+    settings = VPOConfig(  # the reasoner settings training uses, at temperature 0
+        reasoner_temperature=0.0, reasoner_max_new_tokens=args.max_new_tokens, reasoner_concurrency=args.concurrency
     ).reasoner_generation()
     step = step_batch(args.batch, args.group)
     n = args.batch * args.group

@@ -81,17 +81,17 @@ def test_sft_collator_matches_direct_forward(captioner):
 
 def test_grpo_logprobs_match_direct_forward(tiny_captioner_path, tmp_path):
     from rapid_agent.testing import fact_reasoner
-    from training.config import make_config
+    from training.config import RECIPES, parse_args
     from training.data import load_training_data
     from training.vpo import build_trainer
 
-    config = make_config({
-        "preset": "miniworld", "captioner": str(tiny_captioner_path), "reasoner": "tiny", "max_samples": 2,
-        "num_generations": 2, "per_device_train_batch_size": 4, "max_completion_length": 8, "max_steps": 1,
-        "output_dir": str(tmp_path / "vpo"),
-    })
+    config, model_args = parse_args([
+        "--config", str(RECIPES / "miniworld.yaml"), "--model_name_or_path", str(tiny_captioner_path), "--reasoner", "tiny",
+        "--max_samples", "2", "--num_generations", "2", "--per_device_train_batch_size", "4",
+        "--max_completion_length", "8", "--max_steps", "1", "--output_dir", str(tmp_path / "vpo"),
+    ])
     rows = load_training_data(config)
-    trainer = build_trainer(config, reasoner=fact_reasoner({}), train_dataset=rows)
+    trainer = build_trainer(config, model_args, reasoners=[fact_reasoner({})], train_dataset=rows)
     batch = [rows[i] for i in range(2) for _ in range(2)]
     inputs = trainer._generate_and_score_completions(batch)
     ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)

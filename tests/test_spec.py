@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 from langchain_openai import ChatOpenAI
+from trl import ModelConfig
 
 from rapid_agent import ConfigError, GenerationSettings, ModelResolver, ModelSpec
 from rapid_agent.miniworld import model_path
 from rapid_agent.models.hf import HFTextChatModel, HFVisionChatModel
 from rapid_agent.models.identity import model_identity
 from rapid_agent.testing import echo_captioner
-from training.config import VPOConfig
+from training.config import policy_path, policy_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,8 +135,8 @@ def test_identity_of_tiny_and_shipped_models_is_their_files(tiny_home):
 )
 def test_training_policy_spec_and_path(captioner, spec, path, tiny_home, tmp_path):
     places = {"folder": tmp_path, "tiny_captioner": tiny_home[0], "miniworld": model_path("captioner").parent}
-    config = VPOConfig(captioner=captioner.format(**places))
-    assert (config.captioner_spec, config.captioner_path()) == (spec.format(**places), path.format(**places))
+    model_args = ModelConfig(model_name_or_path=captioner.format(**places))
+    assert (str(policy_spec(model_args.model_name_or_path)), policy_path(model_args)) == (spec.format(**places), path.format(**places))
 
 
 def _imports(tree: ast.AST) -> set[str]:

@@ -11,12 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from trl import ModelConfig
 
 from rapid_agent.errors import ImageInputError, InputError
 from rapid_agent.prompts import get_preset
 from rapid_agent.testing import ScriptedChatModel
-from training.config import make_config
+from training.config import VPOConfig
 from training.data import filter_by_difficulty, load_training_data
+from training.reward import PoolReasoner
 
 
 def _png(color: str, size=(40, 30)) -> bytes:
@@ -31,7 +33,7 @@ def _write_jsonl(path, rows):
 
 
 def test_demo_rows_are_trl_conversational_vlm_rows():
-    dataset = load_training_data(make_config({"dataset": "demo"}))
+    dataset = load_training_data(VPOConfig(dataset_name="demo"))
     preset = get_preset("paper-train")
     row = dataset[1]
     assert set(dataset.column_names) == {"prompt", "images", "question", "options", "answer", "answer_type", "row_id"}
@@ -58,13 +60,13 @@ def test_local_jsonl_with_image_folder(tmp_path):
              "answer_type": "multiple_choice"},
         ],
     )
-    dataset = load_training_data(make_config({"dataset": str(data)}))
+    dataset = load_training_data(VPOConfig(dataset_name=str(data)))
     assert dataset["row_id"] == ["q1", "q3"]
     first = dataset[0]
     assert first["question"] == "How many?" and first["answer"] == "3" and len(first["images"]) == 2
     assert "<image>" not in first["prompt"][1]["content"]
     assert dataset[1]["answer_type"] == "multiple_choice" and dataset[1]["options"] == ["cat", "dog"]
-    assert len(load_training_data(make_config({"dataset": str(data), "max_samples": 1}))) == 1
+    assert len(load_training_data(VPOConfig(dataset_name=str(data), max_samples=1))) == 1
 
 
 def test_local_parquet_with_embedded_images(tmp_path):
@@ -76,7 +78,7 @@ def test_local_parquet_with_embedded_images(tmp_path):
         }
     )
     pq.write_table(table, tmp_path / "rows.parquet")
-    row = load_training_data(make_config({"dataset": str(tmp_path / "rows.parquet")}))[0]
+    row = load_training_data(VPOConfig(dataset_name=str(tmp_path / "rows.parquet")))[0]
     assert row["answer"] == "red" and row["images"][0].getpixel((0, 0)) == (255, 0, 0)
 
 
@@ -105,7 +107,7 @@ def test_virl39k_layout_from_the_hub(tmp_path, monkeypatch):
         return str(snapshot)
 
     monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
-    dataset = load_training_data(make_config({"dataset": "TIGER-Lab/ViRL39K"}))
+    dataset = load_training_data(VPOConfig(dataset_name="TIGER-Lab/ViRL39K"))
     assert calls == [("TIGER-Lab/ViRL39K", "dataset")]
     assert dataset["row_id"] == ["q1"] and dataset[0]["answer"] == "B"
     assert dataset[0]["question"] == "What is shown?\nA. cat\nB. tree"
@@ -129,12 +131,12 @@ def test_bad_rows_are_named(tmp_path, row, error, message):
     good = {"qid": "ok", "question": "Q?", "answer": "1", "image": "a.png"}
     data = _write_jsonl(tmp_path / "train.jsonl", [good, row])
     with pytest.raises(error, match=message):
-        load_training_data(make_config({"dataset": str(data)}))
+        load_training_data(VPOConfig(dataset_name=str(data)))
 
 
 def test_missing_dataset_file_is_named(tmp_path):
     with pytest.raises(Exception, match="dataset file not found"):
-        load_training_data(make_config({"dataset": str(tmp_path / "nope.jsonl")}))
+        load_training_data(VPOConfig(dataset_name=str(tmp_path / "nope.jsonl")))
 
 
 def test_difficulty_filter_drops_always_and_never_solved_rows_and_caches(tmp_path, tiny_captioner_path):
@@ -153,15 +155,14 @@ def test_difficulty_filter_drops_always_and_never_solved_rows_and_caches(tmp_pat
         return "\\boxed{7}" if next(mixed) % 2 else "\\boxed{1}"
 
     reasoner = ScriptedChatModel(respond=respond)
-    config = make_config(
-        {"dataset": str(data), "captioner": str(tiny_captioner_path), "difficulty_filter": True, "filter_samples": 4,
-         "max_completion_length": 8, "output_dir": str(tmp_path / "run")}
-    )
+    config = VPOConfig(dataset_name=str(data), difficulty_filter=True, filter_samples=4, max_completion_length=8,
+                       output_dir=str(tmp_path / "run"))
+    policy, pool = ModelConfig(model_name_or_path=str(tiny_captioner_path)), [PoolReasoner("scripted", reasoner)]
     dataset = load_training_data(config)
-    kept = filter_by_difficulty(dataset, config, reasoner)
+    kept = filter_by_difficulty(dataset, config, policy, pool)
     assert kept["row_id"] == ["mixed"]
     assert len(reasoner.calls) == 12
     cached = [json.loads(line) for line in (tmp_path / "run" / "pass_rates.jsonl").read_text().splitlines()]
     assert {c["row_id"]: c["pass_rate"] for c in cached} == {"always": 1.0, "never": 0.0, "mixed": 0.5}
-    assert filter_by_difficulty(dataset, config, reasoner)["row_id"] == ["mixed"]
+    assert filter_by_difficulty(dataset, config, policy, pool)["row_id"] == ["mixed"]
     assert len(reasoner.calls) == 12  # the second pass read the cache

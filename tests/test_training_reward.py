@@ -12,8 +12,8 @@ from rapid_agent import build_rapid_graph
 from rapid_agent.graph import DEFAULT_RETRY
 from rapid_agent.models.spec import ModelResolver
 from rapid_agent.testing import ScriptedChatModel, fact_reasoner
-from training.config import make_config
-from training.reward import GraphReward, caption_length, zero_variance_fraction
+from training.config import VPOConfig
+from training.reward import GraphReward, PoolReasoner, caption_length, zero_variance_fraction
 
 FAST_RETRY = DEFAULT_RETRY._replace(initial_interval=0.01, jitter=False)  # same retry rule, short waits
 
@@ -141,10 +141,75 @@ def test_length_term_and_zero_variance_groups():
 @pytest.mark.slow  # starts `transformers serve`
 def test_served_reasoner_works_on_a_fresh_event_loop(reasoner_server):
     """TRL runs the reward on its own loop; an earlier loop's closed connections must not break it."""
-    settings = make_config({"reasoner_max_new_tokens": 4, "reasoner_temperature": 0.0}).reasoner_generation()
+    settings = VPOConfig(reasoner_max_new_tokens=4, reasoner_temperature=0.0).reasoner_generation()
     earlier = ModelResolver(generation={"reasoner": settings}).resolve(reasoner_server.spec, "reasoner")
     asyncio.run(earlier.ainvoke("hello"))  # this loop closes, leaving its pooled connections behind
     reasoner = ModelResolver(generation={"reasoner": settings}).resolve(reasoner_server.spec, "reasoner")
     logs = Logs()
     rewards = _call(GraphReward(build_rapid_graph(reasoner=reasoner)), ["a", "b", "c"], "3", logs=logs)
     assert logs.metrics["vpo/reasoner_errors"] == [0.0] and all(r is not None for r in rewards)
+
+
+def _pool_graph_and_members():
+    """Two reasoners that know different facts: `small` reads counts, `large` also reads colours."""
+    small = fact_reasoner({"three red circles": "3"})
+    large = fact_reasoner({"three red circles": "3", "3 circles": "3"})
+    graph = build_rapid_graph(reasoner=small)
+    return graph, small, large
+
+
+def test_a_pool_scores_every_caption_with_every_reasoner_weighted():
+    graph, small, large = _pool_graph_and_members()
+    pool = [PoolReasoner("small", small, weight=3.0), PoolReasoner("large", large, weight=1.0)]
+    reward = GraphReward(graph, pool=pool, samples=2)
+    logs = Logs()
+    rewards = _call(reward, ["three red circles", "3 circles", "nothing"], "3", logs=logs, row_ids=["a", "a", "a"])
+    assert rewards == [1.0, 0.25, 0.0]  # (3 x 1 + 1 x 1) / 4, (3 x 0 + 1 x 1) / 4, nobody
+    assert len(small.calls) == len(large.calls) == 3 * 2  # every caption, every reasoner, k samples
+    assert logs.metrics["vpo/reasoner_accuracy/small"] == [pytest.approx(1 / 3)]
+    assert logs.metrics["vpo/reasoner_accuracy/large"] == [pytest.approx(2 / 3)]
+    assert logs.metrics["vpo/reward_mean"] == [pytest.approx(1.25 / 3)]
+
+
+class _State:
+    def __init__(self, step):
+        self.global_step = step
+
+
+def test_a_sampled_pool_reads_each_group_with_one_reasoner_drawn_the_same_on_every_process():
+    graph, small, large = _pool_graph_and_members()
+    pool = [PoolReasoner("small", small), PoolReasoner("large", large)]
+    reward = GraphReward(graph, pool=pool, pool_mode="sample", seed=3)
+    groups = [f"q{i}" for i in range(40) for _ in range(4)]
+    readers = reward.readers(groups, step=5)
+    by_group = {g: {tuple(r) for gg, r in zip(groups, readers) if gg == g} for g in set(groups)}
+    assert all(len(chosen) == 1 and len(next(iter(chosen))) == 1 for chosen in by_group.values())
+    assert {next(iter(c))[0] for c in by_group.values()} == {0, 1}  # both reasoners are drawn over 40 groups
+    # another process (a fresh reward object, same seed) holding half of a group draws the same reasoner for it
+    other = GraphReward(graph, pool=pool, pool_mode="sample", seed=3)
+    assert other.readers(groups[2:6], step=5) == readers[2:6]
+    assert reward.readers(groups, step=6) != readers  # a new draw each step
+    logs = Logs()
+    rewards = asyncio.run(reward(
+        prompts=[[]] * 4, completions=["3 circles"] * 4, question=["How many?"] * 4, answer=["3"] * 4,
+        row_id=["q0"] * 4, trainer_state=_State(5), log_metric=logs.metric,
+    ))
+    drawn = pool[readers[0][0]].name
+    assert rewards == [1.0 if drawn == "large" else 0.0] * 4 and len(small.calls) + len(large.calls) == 4
+    assert list(k for k in logs.metrics if k.startswith("vpo/reasoner_accuracy/")) == [f"vpo/reasoner_accuracy/{drawn}"]
+    zero = GraphReward(graph, pool=[PoolReasoner("small", small, 0.0), PoolReasoner("large", large, 1.0)], pool_mode="sample")
+    assert {r[0] for r in zero.readers(groups, step=1)} == {1}  # a zero weight is never drawn
+
+
+@pytest.mark.parametrize(
+    ("pool", "mode"),
+    [
+        ([PoolReasoner("a", None), PoolReasoner("a", None)], "all"),
+        ([PoolReasoner("a", None, -1.0)], "all"),
+        ([PoolReasoner("a", None, 0.0)], "all"),
+        ([PoolReasoner("a", None)], "each"),
+    ],
+)
+def test_a_malformed_pool_is_refused(pool, mode):
+    with pytest.raises(ValueError, match="pool"):
+        GraphReward(build_rapid_graph(reasoner=fact_reasoner({})), pool=pool, pool_mode=mode)

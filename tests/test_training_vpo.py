@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image, ImageDraw
+from trl import ModelConfig
 
 from rapid_agent import build_rapid_graph
 from rapid_agent.models.hf import HFVisionChatModel
@@ -17,7 +19,7 @@ from rapid_agent.models.spec import GenerationSettings, ModelResolver
 from rapid_agent.testing import ScriptedChatModel, fact_reasoner
 from rapid_agent.testing.local_servers import free_port
 from training import vpo
-from training.config import make_config
+from training.config import VPOConfig, parse_args
 from training.export import export_merged
 
 pytestmark = pytest.mark.slow
@@ -27,9 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _tiny_run_flags(captioner: Path, out: Path) -> list[str]:
     return [
-        "--dataset", "demo", "--captioner", str(captioner), "--output-dir", str(out),
-        "--max-steps", "2", "--save-steps", "1", "--per-device-train-batch-size", "4",
-        "--max-completion-length", "12", "--reasoner-max-new-tokens", "12", "--no-gradient-checkpointing",
+        "--dataset_name", "demo", "--model_name_or_path", str(captioner), "--output_dir", str(out),
+        "--max_steps", "2", "--save_steps", "1", "--per_device_train_batch_size", "4", "--num_generations", "4",
+        "--max_completion_length", "12", "--reasoner_max_new_tokens", "12", "--activation_checkpointing", "false",
+        "--logging_steps", "1",
     ]
 
 
@@ -65,8 +68,8 @@ def full_run(tmp_path_factory, tiny_captioner_path, tiny_reasoner_path) -> Path:
 def lora_run(tmp_path_factory, tiny_captioner_path, reasoner_server) -> Path:
     """The reasoner behind a real local OpenAI-compatible server; LoRA on the captioner."""
     out = tmp_path_factory.mktemp("vpo-lora") / "run"
-    flags = [*_tiny_run_flags(tiny_captioner_path, out), "--reasoner", reasoner_server.spec, "--use-lora",
-             "--lora-r", "4", "--lora-alpha", "8", "--lora-target-modules", "q_proj", "v_proj"]
+    flags = [*_tiny_run_flags(tiny_captioner_path, out), "--reasoner", reasoner_server.spec, "--use_peft",
+             "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj", "v_proj"]
     assert vpo.main(flags) == 0
     return out
 
@@ -77,7 +80,8 @@ def test_cli_run_with_local_hf_reasoner_writes_loadable_full_checkpoints(full_ru
     assert all(s["vpo/reasoner_errors"] == 0 and s["vpo/reasoner_latency_s"] > 0 for s in steps)
     assert (full_run / "checkpoint-1").is_dir() and (full_run / "model.safetensors").is_file()
     assert not (full_run / "adapter_config.json").exists()
-    assert "reasoner: hf:" in (full_run / "vpo_config.yaml").read_text()
+    record = yaml.safe_load((full_run / "vpo_config.yaml").read_text())
+    assert record["resolved"]["reasoner"][0].startswith("hf:") and record["command"][:3] == ["python", "-m", "training.vpo"]
     model = HFVisionChatModel(model_path=str(full_run), max_new_tokens=8)
     assert len(_describe(model)["captions"]) == 1
     assert model.generate_calls == 1
@@ -97,9 +101,9 @@ def test_the_other_reasoner_and_lora_combinations(served, lora, request, tmp_pat
                                                   tiny_reasoner_path):
     reasoner = request.getfixturevalue("reasoner_server").spec if served else f"hf:{tiny_reasoner_path}"
     out = tmp_path / "run"
-    flags = [*_tiny_run_flags(tiny_captioner_path, out), "--reasoner", reasoner, "--save-steps", "2",
-             "--length-penalty", "0.5", "--max-completion-length", "6"]
-    assert vpo.main(flags + (["--use-lora", "--lora-r", "4"] if lora else [])) == 0
+    flags = [*_tiny_run_flags(tiny_captioner_path, out), "--reasoner", reasoner, "--save_steps", "2",
+             "--length_penalty", "0.5", "--max_completion_length", "6"]
+    assert vpo.main(flags + (["--use_peft", "--lora_r", "4"] if lora else [])) == 0
     steps = _log_steps(out / "checkpoint-2" / "trainer_state.json")
     assert [s["step"] for s in steps] == [1, 2] and all(s["vpo/reasoner_errors"] == 0 for s in steps)
     # the weighted length term is a second reward, logged on its own: minus the caption tokens over the cap
@@ -123,8 +127,8 @@ def test_resume_from_checkpoint_continues_the_run(full_run, tmp_path, tiny_capti
     run = tmp_path / "run"
     shutil.copytree(full_run, run)
     reasoner = ScriptedChatModel(respond=lambda messages: "\\boxed{1}")
-    flags = _tiny_run_flags(tiny_captioner_path, run) + ["--max-steps", "3", "--resume-from-checkpoint", "latest"]
-    vpo.train(vpo.parse_config(flags), reasoner=reasoner)
+    flags = _tiny_run_flags(tiny_captioner_path, run) + ["--max_steps", "3", "--resume_from_checkpoint", "latest"]
+    vpo.train(*parse_args(flags), reasoners=[reasoner])
     steps = _log_steps(run / "checkpoint-3" / "trainer_state.json")
     assert [s["step"] for s in steps] == [1, 2, 3]
     assert len(reasoner.calls) == 1 + 4  # the start-up check, then one step of 4 captions: steps 1-2 were not redone
@@ -156,17 +160,15 @@ def _digit_task(folder: Path, rows: int = 8) -> Path:
 
 
 def _rewards(tmp_path: Path, captioner: Path, data: Path, learning_rate: float) -> list[float]:
-    config = make_config(
-        {
-            "captioner": str(captioner), "dataset": str(data), "output_dir": str(tmp_path / f"lr{learning_rate}"),
-            "num_generations": 4, "per_device_train_batch_size": 16, "max_completion_length": 16,
-            "learning_rate": learning_rate, "beta": 0.0, "max_steps": 20, "save_steps": 1000, "seed": 7,
-            "gradient_checkpointing": False,
-        }
+    config = VPOConfig(
+        dataset_name=str(data), output_dir=str(tmp_path / f"lr{learning_rate}"), num_generations=4,
+        per_device_train_batch_size=16, max_completion_length=16, learning_rate=learning_rate, beta=0.0, max_steps=20,
+        save_steps=1000, seed=7, activation_checkpointing=False, logging_steps=1, reasoner=["tiny"],
+        leak_penalty=0.0,  # a caption of just "3" states the answer: this test is about the gradient's sign
     )
     # Stands for a reasoner that needs the count from the caption: it answers 3 iff the caption has a number.
     reasoner = fact_reasoner({str(d): "3" for d in range(10)})
-    trainer = vpo.train(config, reasoner=reasoner)
+    trainer = vpo.train(config, ModelConfig(model_name_or_path=str(captioner)), reasoners=[reasoner])
     return [h["reward"] for h in trainer.state.log_history if "reward" in h]
 
 

@@ -106,13 +106,14 @@ def test_two_vpo_steps_against_the_vllm_reasoner(vllm_server, tiny_captioner_pat
 
     out = tmp_path / "vpo"
     command = [
-        sys.executable, "-m", "training.vpo", "--dataset", "demo", "--captioner", str(tiny_captioner_path),
-        "--reasoner", vllm_server.spec, "--output-dir", str(out), "--max-steps", "2", "--save-steps", "2",
-        "--per-device-train-batch-size", "4", "--max-completion-length", "12", "--no-gradient-checkpointing",
-    ]  # --reasoner-max-new-tokens left at its default (4096): fitted to the served context
+        sys.executable, "-m", "training.vpo", "--dataset_name", "demo", "--model_name_or_path", str(tiny_captioner_path),
+        "--reasoner", vllm_server.spec, "--output_dir", str(out), "--max_steps", "2", "--save_steps", "2",
+        "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "12",
+        "--activation_checkpointing", "false", "--logging_steps", "1",
+    ]  # --reasoner_max_new_tokens left at its default (4096): fitted to the served context
     done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "fitted to 512" in done.stderr and "--reasoner-max-new-tokens" in done.stderr
+    assert "fitted to 512" in done.stderr and "--reasoner_max_new_tokens" in done.stderr
     assert "HTTP Request:" not in done.stderr  # httpx's per-request INFO lines are quiet
     history = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     steps = [h for h in history if "vpo/reward_mean" in h]

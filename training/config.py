@@ -1,249 +1,151 @@
-"""`VPOConfig`: every setting of a VPO run, typed, with the paper's values as the `paper` preset.
+"""`VPOConfig`: TRL's `GRPOConfig` plus RAPID's own settings (reasoners, prompts, data, reward guards).
 
-Values come from (later wins): field defaults, the preset (`preset: paper`), a YAML file, flags.
-Unknown keys are refused. The defaults suit one GPU; `PAPER` holds the paper's values
-(rapid.md §5) and `DIFFERS_FROM_PAPER` says why a default departs from them.
+Every GRPO option TRL documents is a field here under TRL's name (it is inherited, not copied); the
+captioner and LoRA come from TRL's `ModelConfig` (`model_name_or_path`, `use_peft`, `lora_r`, ...).
+`parse_args` reads them the way TRL's own scripts do: `TrlParser`, a YAML `--config` (the recipes
+in `training/recipes/`), then flags. Values that cannot work are a `ConfigError` naming the field.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from trl import GRPOConfig, ModelConfig, TrlParser
 
-from rapid_agent.answers import AnswerType
 from rapid_agent.errors import ConfigError
-from rapid_agent.miniworld import WEIGHTS_DIR as MINIWORLD_WEIGHTS
 from rapid_agent.models.local import LOCAL_PROVIDERS
 from rapid_agent.models.spec import GenerationSettings, ModelSpec
 from rapid_agent.prompts import get_preset
 
-LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
-
-PAPER: dict[str, Any] = {
-    "captioner": "Qwen/Qwen2.5-VL-3B-Instruct",
-    "reasoner": "openai:deepseek-ai/DeepSeek-R1-Distill-Qwen-7B@http://127.0.0.1:8001/v1",
-    "num_generations": 4,
-    # 256 prompts x 4 captions per rollout, 2 updates of 128 prompts each, on 8 processes:
-    # 8 captions x 8 processes x 8 accumulation = 512 per update, 16 micro-steps per rollout.
-    "per_device_train_batch_size": 8,
-    "gradient_accumulation_steps": 8,
-    "steps_per_generation": 16,
-    "num_iterations": 1,
-    "learning_rate": 1e-6,
-    "lr_scheduler_type": "constant",
-    "weight_decay": 0.01,
-    "max_grad_norm": 1.0,
-    "beta": 0.001,
-    "epsilon": 0.2,
-    "loss_type": "dapo",  # token-mean over the whole update batch (verl's "token-mean")
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "max_completion_length": 8192,
-    "reasoner_samples": 1,
-    "reasoner_temperature": 1.0,
-    "reasoner_max_new_tokens": 8192,
-    "num_train_epochs": 20,
-    "save_steps": 100,  # the paper saves every 50 rollouts of 2 updates each
-    "use_lora": False,
-    "gradient_checkpointing": True,
-}
-
-# The miniature world (rapid_agent.miniworld, trained by `python -m training.miniworld`): a tiny captioner on a
-# CPU, the shipped SFT captioner as the policy and the shipped small reasoner frozen, greedy, as the reward.
-MINIWORLD: dict[str, Any] = {
-    "captioner": "hf:" + str(MINIWORLD_WEIGHTS / "captioner-sft"),
-    "reasoner": "miniworld:reasoner-small",
-    "dataset": "miniworld",
-    "max_samples": 4000,
-    "num_generations": 8,
-    "per_device_train_batch_size": 64,  # 8 charts x 8 captions per update
-    "learning_rate": 1e-4,
-    "lr_scheduler_type": "constant",
-    "beta": 0.1,  # the KL to the SFT captioner keeps its digit reading (beta 0 at 2e-4: reading collapsed)
-    "loss_type": "dapo",
-    "temperature": 0.7,  # at 1.0 misread digits drown the signal of which bars a caption names
-    "max_completion_length": 48,
-    "reasoner_temperature": 0.0,
-    "reasoner_max_new_tokens": 64,
-    "max_steps": 200,
-    "save_steps": 10_000,
-    "gradient_checkpointing": False,
-    "startup_check": False,
-}
-
-DIFFERS_FROM_PAPER: dict[str, str] = {
-    "gradient_accumulation_steps": "the paper's batch of 256 prompts needs 8 GPUs; one GPU takes 8 captions per update",
-    "steps_per_generation": "one rollout per update on one GPU (TRL's default) instead of 2 updates per rollout",
-    "max_completion_length": "captions rarely pass 1k tokens; 8k reserves memory for nothing on one GPU",
-    "reasoner_max_new_tokens": "R1-style reasoners mostly finish within 4k tokens; halves the worst-case reward latency",
-    "num_train_epochs": "the paper's 20 epochs take days on 8 GPUs; set it (or max_steps) for your budget",
-    "save_steps": "checkpoint every 50 optimizer updates (the paper: every 50 rollouts of 2 updates)",
-}
+RECIPES = Path(__file__).resolve().parent / "recipes"
+PAPER_CAPTIONER = "Qwen/Qwen2.5-VL-3B-Instruct"
+PAPER_REASONER = "openai:deepseek-ai/DeepSeek-R1-Distill-Qwen-7B@http://127.0.0.1:8001/v1"
 
 
-class VPOConfig(BaseModel):
-    """One VPO run: models, data, reward, GRPO hyper-parameters, LoRA, vLLM rollouts, output."""
+@dataclass
+class VPOConfig(GRPOConfig):
+    """One VPO run: TRL's GRPO settings (inherited) and RAPID's reward environment (below).
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    On a machine without CUDA, `use_cpu` is set and `bf16` defaults to off (fp32), unless given.
+    """
 
-    preset: Literal["default", "paper", "miniworld"] = Field(
-        "default", description="'paper' fills unset fields from PAPER, 'miniworld' from MINIWORLD."
+    # the reward environment: the RAPID graph and its reasoner(s)
+    reasoner: list[str] = field(
+        default_factory=lambda: [PAPER_REASONER],
+        metadata={"help": "Frozen reasoner spec(s): openai:MODEL@URL (vllm serve), hf:ID_OR_PATH, miniworld:NAME, "
+                  "tiny. Several (`--reasoner A B` or `--reasoner A --reasoner B`) form a pool."},
     )
+    reasoner_weights: list[float] | None = field(
+        default=None, metadata={"help": "One weight per pool reasoner (default: equal)."}
+    )
+    reasoner_pool: Literal["all", "sample"] = field(
+        default="all",
+        metadata={"help": "'all': every caption is read by every pool reasoner (reward = weighted mean accuracy); "
+                  "'sample': one reasoner, drawn by weight, per prompt group (the cost of one reasoner)."},
+    )
+    prompt_preset: str = field(default="paper-train", metadata={"help": "Prompt preset of the policy and the reward graph."})
+    reasoner_samples: int = field(default=1, metadata={"help": "Reasoner samples per caption; the reward is their mean accuracy."})
+    reasoner_temperature: float = field(default=1.0, metadata={"help": "Reasoner sampling temperature."})
+    reasoner_top_p: float = field(default=1.0, metadata={"help": "Reasoner nucleus sampling."})
+    reasoner_max_new_tokens: int = field(default=4096, metadata={"help": "Reasoner token budget (fitted to a served context)."})
+    reasoner_timeout_s: float = field(
+        default=600.0,
+        metadata={"help": "Bound on one reasoner call, counting time queued on the server (then retried; a served "
+                  "reasoner that completes no call for 2 timeouts counts as hung and its calls fail at once)."},
+    )
+    reasoner_concurrency: int = field(default=64, metadata={"help": "Concurrent calls per reasoner (local HF: micro-batch size)."})
+    reasoner_batch_wait_s: float = field(default=0.1, metadata={"help": "Local HF reasoner: how long to gather calls into one generate."})
+    failed_reward: float | None = field(
+        default=None, metadata={"help": "Reward of a caption whose reasoner calls all failed; None leaves it out of the loss."}
+    )
+    answer_type: str = field(default="auto", metadata={"help": "Grader answer type for rows without one (rapid_agent.answers)."})
+    startup_check: bool = field(default=True, metadata={"help": "Call each reasoner once before training; fail early if one cannot answer."})
 
-    # models
-    captioner: str = Field(
-        "Qwen/Qwen2.5-VL-3B-Instruct",
-        description="Policy: Hub id or folder of an image-text-to-text model ('hf:' prefix optional; 'tiny' = test model; "
-        "'miniworld:NAME' = a shipped miniature-world model).",
+    # reward guards and extra terms (each a TRL reward function; its weight below, its mean logged on its own)
+    leak_penalty: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the leak check: a caption that states a final answer (\\boxed{}, 'the answer is', "
+                  "an option letter as the answer) loses this much. 0 keeps logging the leak rate only."},
     )
-    reasoner: str = Field(
-        "openai:deepseek-ai/DeepSeek-R1-Distill-Qwen-7B@http://127.0.0.1:8001/v1",
-        description="Frozen reasoner spec: openai:MODEL@URL (vllm serve), hf:ID_OR_PATH, tiny, provider:model.",
+    describe_check: str | None = field(
+        default=None, metadata={"help": "Model spec that judges whether each caption describes the image (off by default)."}
     )
-    prompt_preset: str = Field("paper-train", description="Prompt preset of the policy and the reward graph.")
+    describe_penalty: float = field(default=0.1, metadata={"help": "Lost by a caption the describe check rejects (the authors: 0.1)."})
+    length_penalty: float = field(default=0.0, metadata={"help": "Weight of the -tokens/max_completion_length term."})
 
     # data
-    dataset: str = Field("TIGER-Lab/ViRL39K", description="'demo', a Hub dataset id, or a local .parquet/.jsonl file.")
-    dataset_split: str = "train"
-    image_root: str | None = Field(None, description="Folder that relative image paths start from (default: the file's).")
-    max_samples: int | None = Field(None, gt=0, description="Keep only the first N rows.")
-    drop_sources: list[str] = Field(["DeepScaleR"], description="Drop rows whose `source` is one of these.")
-    difficulty_filter: bool = Field(False, description="Drop rows the current captioner+reasoner always/never solve.")
-    filter_samples: int = Field(4, ge=2, description="Samples per row to estimate its pass rate.")
-    pass_rate_cache: str | None = Field(None, description="JSONL cache of pass rates (default: OUTPUT_DIR/pass_rates.jsonl).")
+    dataset_name: str = field(default="TIGER-Lab/ViRL39K", metadata={"help": "'demo', 'miniworld', a Hub dataset id, or a local .parquet/.jsonl file."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split of a Hub dataset."})
+    image_root: str | None = field(default=None, metadata={"help": "Folder that relative image paths start from (default: the file's)."})
+    max_samples: int | None = field(default=None, metadata={"help": "Keep only the first N rows."})
+    drop_sources: list[str] = field(default_factory=lambda: ["DeepScaleR"], metadata={"help": "Drop rows whose `source` is one of these."})
+    difficulty_filter: bool = field(default=False, metadata={"help": "Drop rows the captioner + reasoner pool always/never solves."})
+    filter_samples: int = field(default=4, metadata={"help": "Samples per row and reasoner to estimate its pass rate."})
+    pass_rate_cache: str | None = field(default=None, metadata={"help": "JSONL cache of pass rates (default: OUTPUT_DIR/pass_rates.jsonl)."})
 
-    # reward
-    reasoner_samples: int = Field(1, ge=1, description="Reasoner samples per caption; the reward is their mean accuracy.")
-    reasoner_temperature: float = Field(1.0, ge=0)
-    reasoner_top_p: float = Field(1.0, gt=0, le=1)
-    reasoner_max_new_tokens: int = Field(4096, gt=0, description="Reasoner token budget (fitted to a served context).")
-    reasoner_timeout_s: float = Field(
-        600.0, gt=0,
-        description="Bound on one reasoner call, counting time queued on the server (then retried; a served reasoner "
-        "that completes no call for 2 timeouts counts as hung and its calls fail at once).",
-    )
-    reasoner_concurrency: int = Field(64, gt=0, description="Concurrent reasoner calls (local HF: micro-batch size).")
-    reasoner_batch_wait_s: float = Field(
-        0.1, ge=0, description="Local HF reasoner: how long to gather a step's calls into one generate."
-    )
-    failed_reward: float | None = Field(
-        None, description="Reward of a caption whose reasoner calls all failed; None leaves it out of the loss."
-    )
-    length_penalty: float = Field(0.0, ge=0, description="Weight of the -tokens/max_completion_length reward term.")
-    answer_type: AnswerType = Field("auto", description="Grader answer type for rows without one (rapid_agent.answers).")
+    def __post_init__(self) -> None:
+        import torch
 
-    # GRPO (TRL GRPOConfig fields of the same name)
-    num_generations: int = Field(4, description="Group size G: captions sampled per question.")
-    per_device_train_batch_size: int = Field(8, gt=0, description="Captions (not questions) per device per micro-step.")
-    gradient_accumulation_steps: int = Field(1, gt=0)
-    steps_per_generation: int | None = Field(None, gt=0, description="Micro-steps per rollout batch.")
-    num_iterations: int = Field(1, gt=0)
-    learning_rate: float = Field(1e-6, gt=0)
-    lr_scheduler_type: str = "constant"
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.01, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    beta: float = Field(0.001, ge=0, description="KL coefficient (0 loads no reference model).")
-    epsilon: float = Field(0.2, gt=0, description="PPO clip range.")
-    epsilon_high: float | None = Field(None, gt=0)
-    loss_type: LossType = Field("dapo", description="Loss aggregation; 'dapo' = token-level over the update batch.")
-    scale_rewards: Literal["group", "batch", "none"] = "group"
-    temperature: float = Field(1.0, gt=0, description="Caption sampling temperature.")
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_completion_length: int = Field(1024, gt=0, description="Longest caption, in tokens.")
-    num_train_epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, description="Optimizer updates; -1 = run num_train_epochs.")
-    save_steps: int = Field(50, gt=0)
-    save_total_limit: int | None = Field(None, gt=0)
-    logging_steps: int = Field(1, gt=0)
-    seed: int = 42
-    gradient_checkpointing: bool = True
-    bf16: bool | None = Field(None, description="None = bf16 on CUDA, fp32 elsewhere.")
-    log_completions: bool = False
-    report_to: list[str] = Field(["none"], description="TRL/transformers loggers, e.g. tensorboard wandb.")
+        if not torch.cuda.is_available():
+            self.use_cpu = True
+            self.bf16 = bool(self.bf16)  # None (TRL: bf16) -> fp32 on a CPU
+        self.output_dir = self.output_dir or "runs/vpo"
+        if self.reward_weights is not None:
+            raise ValueError("reward_weights is set by VPO from leak_penalty, describe_penalty and length_penalty")
+        super().__post_init__()
+        self._check_rapid_fields()
+        self.reward_weights = [weight for _, weight in self.reward_terms()]
 
-    # LoRA (peft)
-    use_lora: bool = False
-    lora_r: int = Field(64, gt=0)
-    lora_alpha: int = Field(128, gt=0)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
-    lora_target_modules: list[str] = Field(
-        ["q_proj", "k_proj", "v_proj", "o_proj"], description="Module names (these match Qwen2.5-VL's language model only)."
-    )
+    def _check_rapid_fields(self) -> None:
+        from rapid_agent.answers import ANSWER_TYPES
 
-    # rollouts through TRL's vLLM integration
-    use_vllm: bool = False
-    vllm_mode: Literal["colocate", "server"] = "colocate"
-    vllm_server_base_url: str | None = Field(None, description="URL of `trl vllm-serve` (server mode).")
-    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
-    vllm_tensor_parallel_size: int = Field(1, gt=0)
-
-    # output
-    output_dir: str = "runs/vpo"
-    resume_from_checkpoint: str | None = Field(None, description="A checkpoint folder, or 'latest' in output_dir.")
-    startup_check: bool = Field(True, description="Call the reasoner once before training; fail early if it cannot answer.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset") in ("paper", "miniworld"):
-            return {**(PAPER if data["preset"] == "paper" else MINIWORLD), **data}
-        return data
-
-    @field_validator("num_generations")
-    @classmethod
-    def _group(cls, value: int) -> int:
-        if value < 2:
-            raise ValueError(f"num_generations (group size) must be at least 2 for group-relative advantages, got {value}")
-        return value
-
-    @field_validator("prompt_preset")
-    @classmethod
-    def _preset_without_tentative(cls, value: str) -> str:
+        if not self.reasoner:
+            raise ValueError("reasoner: name at least one reasoner")
+        if self.reasoner_weights is not None and (
+            len(self.reasoner_weights) != len(self.reasoner) or min(self.reasoner_weights) < 0 or sum(self.reasoner_weights) <= 0
+        ):
+            raise ValueError(
+                f"reasoner_weights: {len(self.reasoner_weights)} weights for {len(self.reasoner)} reasoners; "
+                "give one non-negative weight per reasoner, not all zero"
+            )
         try:
-            preset = get_preset(value)
+            preset = get_preset(self.prompt_preset)
         except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+            raise ValueError(f"prompt_preset: {exc}") from None
         if preset.uses_tentative:
-            raise ValueError(f"prompt preset {value!r} needs a tentative answer from the captioner; VPO rewards captions alone")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> VPOConfig:
+            raise ValueError(f"prompt_preset {self.prompt_preset!r} needs a tentative answer from the captioner; VPO rewards captions alone")
+        positive = {"reasoner_samples": self.reasoner_samples, "reasoner_max_new_tokens": self.reasoner_max_new_tokens,
+                    "reasoner_timeout_s": self.reasoner_timeout_s, "reasoner_concurrency": self.reasoner_concurrency,
+                    "reasoner_top_p": self.reasoner_top_p, "filter_samples": self.filter_samples - 1,
+                    "max_samples": self.max_samples or 1}
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{name} must be {'at least 2' if name == 'filter_samples' else 'positive'}, got {getattr(self, name)}")
+        for name in ("reasoner_temperature", "reasoner_batch_wait_s", "leak_penalty", "describe_penalty", "length_penalty"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.reasoner_samples > 1 and self.reasoner_temperature == 0:
             raise ValueError("reasoner_samples > 1 at reasoner_temperature 0 averages identical answers; raise the temperature")
-        if self.use_vllm and self.vllm_mode == "server" and not self.vllm_server_base_url:
-            raise ValueError("vllm_mode 'server' needs vllm_server_base_url (the URL of `trl vllm-serve`)")
-        return self
+        if self.answer_type not in ANSWER_TYPES:
+            raise ValueError(f"answer_type must be one of {sorted(ANSWER_TYPES)}, got {self.answer_type!r}")
 
-    def generation_batch_size(self, num_processes: int) -> int:
-        """Captions sampled per rollout across all processes (TRL's `generation_batch_size`)."""
-        steps = self.steps_per_generation or self.gradient_accumulation_steps
-        return self.per_device_train_batch_size * num_processes * steps
+    def reward_terms(self) -> list[tuple[str, float]]:
+        """(reward function name, TRL reward weight) in the order `training.vpo` builds them."""
+        terms = [("reasoner_accuracy", 1.0), ("leak_penalty", self.leak_penalty)]
+        terms += [("describe_check", self.describe_penalty)] if self.describe_check else []
+        terms += [("caption_length", self.length_penalty)] if self.length_penalty > 0 else []
+        return terms
 
-    def check_batch(self, num_processes: int) -> None:
-        """Raise `ConfigError` unless every rollout batch holds whole groups, as TRL requires."""
-        total = self.generation_batch_size(num_processes)
-        if total % self.num_generations:
-            raise ConfigError(
-                f"per_device_train_batch_size ({self.per_device_train_batch_size}) x processes ({num_processes}) x "
-                f"steps_per_generation ({self.steps_per_generation or self.gradient_accumulation_steps}) = {total} "
-                f"captions per rollout, not divisible by num_generations ({self.num_generations})"
-            )
-
-    @property
-    def captioner_spec(self) -> str:
-        """The captioner as a core model spec (for the graph's local captioner backend)."""
-        return str(_policy_spec(self.captioner))
-
-    def captioner_path(self) -> str:
-        """The policy's Hub id or folder, as `from_pretrained` takes it."""
-        spec = _policy_spec(self.captioner)
-        return str(spec.local_path("captioner") or spec.model)
+    def pool_weights(self) -> list[float]:
+        """The pool's weights, normalised to sum to 1."""
+        weights = self.reasoner_weights or [1.0] * len(self.reasoner)
+        return [w / sum(weights) for w in weights]
 
     def captioner_generation(self) -> GenerationSettings:
         """Caption sampling settings outside TRL (difficulty filtering): the policy's own."""
@@ -253,7 +155,7 @@ class VPOConfig(BaseModel):
         )
 
     def reasoner_generation(self) -> GenerationSettings:
-        """Decoding settings of the reasoner during training (reward and difficulty filtering)."""
+        """Decoding settings of the reasoner(s) during training (reward and difficulty filtering)."""
         return GenerationSettings(
             temperature=self.reasoner_temperature, top_p=self.reasoner_top_p,
             max_new_tokens=self.reasoner_max_new_tokens, timeout_s=self.reasoner_timeout_s,
@@ -265,39 +167,75 @@ class VPOConfig(BaseModel):
         return Path(self.pass_rate_cache) if self.pass_rate_cache else Path(self.output_dir) / "pass_rates.jsonl"
 
 
-def _policy_spec(captioner: str) -> ModelSpec:
-    """The policy as a local model spec: a spec of a local provider (`hf:`, `tiny`, `miniworld:NAME`) as given,
-    anything else as `hf:` (a Hub id or folder, with or without a colon)."""
+def policy_spec(model_name_or_path: str | None) -> ModelSpec:
+    """The captioner (`ModelConfig.model_name_or_path`) as a local model spec: a spec of a local provider
+    (`hf:`, `tiny`, `miniworld:NAME`) as given, anything else as `hf:` (a Hub id or folder)."""
+    name = model_name_or_path or PAPER_CAPTIONER
     try:
-        spec = ModelSpec.parse(captioner)
+        spec = ModelSpec.parse(name)
         if spec.provider in LOCAL_PROVIDERS:
             return spec
     except ConfigError:
         pass
-    return ModelSpec(provider="hf", model=captioner)
+    return ModelSpec(provider="hf", model=name)
 
 
-def world_size() -> int:
-    """Processes in this run, as `accelerate launch` / torchrun announce it (1 without them)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+def policy_path(model_args: ModelConfig) -> str:
+    """The policy's Hub id or folder, as `from_pretrained` takes it."""
+    spec = policy_spec(model_args.model_name_or_path)
+    return str(spec.local_path("captioner") or spec.model)
 
 
-def make_config(values: dict[str, Any]) -> VPOConfig:
-    """Validate `values` into a `VPOConfig`; every problem becomes one `ConfigError` naming the fields."""
+def recipe(name: str) -> dict[str, Any]:
+    """The values of the recipe `training/recipes/NAME.yaml` (paper, eight_gpu, single_gpu_lora, miniworld)."""
+    path = RECIPES / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+        raise ConfigError(f"unknown recipe {name!r}; known: {known}")
+    return yaml.safe_load(path.read_text())
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[VPOConfig, ModelConfig]:
+    """`--config RECIPE.yaml` then flags, in TRL's spelling, into (VPOConfig, ModelConfig).
+
+    Unknown keys, bad values and impossible combinations raise `ConfigError` naming them.
+    """
+    args = _merge_repeated(list(sys.argv[1:] if argv is None else argv), "--reasoner")
+    _check_config_file(args)
+    parser = TrlParser((VPOConfig, ModelConfig), prog="python -m training.vpo")
     try:
-        return VPOConfig(**values)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "config"
-            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            problems.append(f"{where}: {message}")
-        raise ConfigError("invalid VPO config: " + "; ".join(problems)) from None
+        config, model_args, unknown = parser.parse_args_and_config(args, return_remaining_strings=True)
+    except ValueError as exc:  # TRL's and transformers' own checks, and ours in __post_init__
+        raise ConfigError(f"invalid VPO config: {exc}") from None
+    if unknown:
+        raise ConfigError(f"unknown flag(s) or value(s): {' '.join(unknown)} (python -m training.vpo --help lists them)")
+    model_args.model_name_or_path = model_args.model_name_or_path or PAPER_CAPTIONER
+    return config, model_args
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of config values; raise `ConfigError` for a missing file or a non-mapping."""
-    path = Path(path)
+def _merge_repeated(args: list[str], flag: str) -> list[str]:
+    """`--reasoner A --reasoner B` -> `--reasoner A B` (argparse keeps only the last of a repeated flag)."""
+    values, rest, i = [], [], 0
+    while i < len(args):
+        if args[i] == flag:
+            i += 1
+            while i < len(args) and not args[i].startswith("--"):
+                values.append(args[i])
+                i += 1
+        else:
+            rest.append(args[i])
+            i += 1
+    return rest + ([flag, *values] if values else [])
+
+
+def _check_config_file(args: list[str]) -> None:
+    """A missing, unreadable or non-mapping `--config` file, or an unknown key in it, as a `ConfigError`."""
+    if "--config" not in args:
+        return
+    index = args.index("--config")
+    if index + 1 >= len(args):
+        raise ConfigError("--config needs a YAML file")
+    path = Path(args[index + 1])
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -306,9 +244,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
-    return data
+    known = {f.name for cls in (VPOConfig, ModelConfig) for f in dataclasses.fields(cls)} | {"env"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}")
 
 
-def save_yaml(config: VPOConfig, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+def save_run_config(config: VPOConfig, model_args: ModelConfig, argv: Sequence[str] | None) -> Path:
+    """Record the run's command and every resolved setting in `OUTPUT_DIR/vpo_config.yaml`."""
+    path = Path(config.output_dir) / "vpo_config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    resolved: dict[str, Any] = {**config.to_dict(), **dataclasses.asdict(model_args)}
+    record = {"command": ["python", "-m", "training.vpo", *(argv if argv is not None else sys.argv[1:])],
+              "resolved": {k: v for k, v in resolved.items() if not k.startswith("_")}}
+    path.write_text(yaml.safe_dump(record, sort_keys=False))
+    return path

@@ -1,7 +1,7 @@
 """`python -m training.miniworld [--quick] [--out DIR]`: train the miniature world from scratch and test RAPID's claims.
 
-Stages: SFT of the small and large reasoners, SFT of the captioner, VPO (`python -m training.vpo
---preset miniworld`), then `python -m evals.run` on held-out charts. Re-running the same command
+Stages: SFT of the small and large reasoners, SFT of the captioner, VPO (`python -m training.vpo --config
+training/recipes/miniworld.yaml`), then `python -m evals.run` on held-out charts. Re-running the same command
 resumes at the first unfinished stage. The full run installs the fp16 weights into
 `rapid_agent/miniworld/weights` (with a manifest) and writes `docs/miniworld.md`; `--quick` (CI,
 a few minutes) writes its report into OUT only.

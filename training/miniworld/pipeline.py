@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from training.config import MINIWORLD
+from training.config import RECIPES, recipe
 from training.miniworld.sft import CaptionerPhase, ReasonerSize, SFTStage
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,10 @@ class MiniworldConfig(BaseModel):
         # (600 steps at 1e-3 left greedy captions describing every bar 79% of the time)
         CaptionerPhase(steps=1000, batch_size=16, examples=16_000),
     )
-    vpo_steps: int = Field(MINIWORLD["max_steps"], gt=0)
-    vpo_learning_rate: float = Field(MINIWORLD["learning_rate"], gt=0)
+    vpo_steps: int = Field(recipe("miniworld")["max_steps"], gt=0)
+    vpo_learning_rate: float = Field(recipe("miniworld")["learning_rate"], gt=0)
     vpo_prompts: int = Field(4000, gt=0, description="Distinct training questions VPO draws from.")
-    vpo_settings: dict[str, str] = Field(default_factory=dict, description="Further VPOConfig fields (over the preset).")
+    vpo_settings: dict[str, str] = Field(default_factory=dict, description="Further VPOConfig fields (over the recipe).")
     eval_items: int = Field(500, gt=0)
     lr_scale: float = Field(1.0, gt=0, description="Multiplies every learning rate (1e-6: a broken training step, for tests).")
     max_new_tokens: int = Field(64, gt=0)
@@ -294,7 +294,7 @@ class Pipeline:
         return {"params": info["params"]}
 
     def train_vpo(self) -> dict[str, Any]:
-        """`python -m training.vpo --preset miniworld` from the SFT captioner, the small reasoner frozen."""
+        """`python -m training.vpo --config training/recipes/miniworld.yaml` from the SFT captioner, the small reasoner frozen."""
         final, c = self.model("captioner"), self.config
         if _done(final):
             return {"skipped": True}
@@ -302,13 +302,13 @@ class Pipeline:
             self._await_model(needed)
         work = self.out / "work" / "vpo"
         argv = [
-            "--preset", "miniworld", "--captioner", f"hf:{self.model('captioner-sft')}",
-            "--reasoner", f"hf:{self.model('reasoner-small')}", "--max-steps", str(c.vpo_steps),
-            "--learning-rate", str(c.vpo_learning_rate * c.lr_scale), "--max-samples", str(c.vpo_prompts),
-            "--seed", str(c.seed), "--save-steps", str(c.vpo_steps), "--bf16", "false", "--output-dir", str(work),
+            "--config", str(RECIPES / "miniworld.yaml"), "--model_name_or_path", f"hf:{self.model('captioner-sft')}",
+            "--reasoner", f"hf:{self.model('reasoner-small')}", "--max_steps", str(c.vpo_steps),
+            "--learning_rate", str(c.vpo_learning_rate * c.lr_scale), "--max_samples", str(c.vpo_prompts),
+            "--seed", str(c.seed), "--save_steps", str(c.vpo_steps), "--output_dir", str(work),
         ]
         for name, value in c.vpo_settings.items():
-            argv += [f"--{name.replace('_', '-')}", value]
+            argv += [f"--{name}", value]
         _run_module("training.vpo", argv)
         history = json.loads(_trainer_state(work).read_text())["log_history"]
         _finish_model(work, final, {"log_history": history, "argv": ["python", "-m", "training.vpo", *argv]})

@@ -195,7 +195,7 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "training. A tiny Qwen2.5-VL captioner is trained (TRL `SFTTrainer`) to describe charts *without* regard to the "
         f"question — two bars at random, every bar only {100 * config['captioner'][-1]['full_probability']:.0f}% of the time, after a first phase "
         "that teaches it to read — then VPO "
-        "(`python -m training.vpo --preset miniworld`, GRPO, the small reasoner frozen as the reward) aligns it with "
+        "(`python -m training.vpo --config training/recipes/miniworld.yaml`, GRPO, the small reasoner frozen as the reward) aligns it with "
         "the reasoner. Two Qwen2 reasoners are trained with `SFTTrainer` on (true description + question → work + "
         "`\\boxed{}`): a small one that writes sums on one line, a larger one that writes partial sums. "
         f"{_phrase_sentence(config)}",
