@@ -182,7 +182,7 @@ def test_a_sampled_pool_reads_each_group_with_one_reasoner_drawn_the_same_on_eve
     reward = GraphReward(graph, pool=pool, pool_mode="sample", seed=3)
     groups = [f"q{i}" for i in range(40) for _ in range(4)]
     readers = reward.readers(groups, step=5)
-    by_group = {g: {tuple(r) for gg, r in zip(groups, readers) if gg == g} for g in set(groups)}
+    by_group = {g: {tuple(r) for gg, r in zip(groups, readers, strict=True) if gg == g} for g in set(groups)}
     assert all(len(chosen) == 1 and len(next(iter(chosen))) == 1 for chosen in by_group.values())
     assert {next(iter(c))[0] for c in by_group.values()} == {0, 1}  # both reasoners are drawn over 40 groups
     # another process (a fresh reward object, same seed) holding half of a group draws the same reasoner for it
