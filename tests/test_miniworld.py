@@ -151,7 +151,8 @@ def test_model_specs_resolve_to_shipped_folders_or_fail_clearly(tmp_path):
     (tmp_path / "reasoner-small").mkdir()
     (tmp_path / "reasoner-small" / "config.json").write_text("{}")
     assert model_path("reasoner-small", weights_dir=tmp_path) == tmp_path / "reasoner-small"
-    assert set(MODELS) == {"captioner", "captioner-sft", "reasoner-small", "reasoner-large"}
+    assert set(MODELS) == {"captioner", "captioner-sft", "captioner-pool", "captioner-guarded", "reasoner-small",
+                           "reasoner-large", "reasoner-other"}
 
 
 def test_claims_read_paired_differences_in_either_order(tmp_path):
@@ -265,17 +266,17 @@ def test_a_resumed_run_that_trains_nothing_keeps_the_wall_clock_of_the_run_that_
         return {name: stage(name) for name in ("reasoner-small", "reasoner-large", "captioner-sft", "captioner", "evals")}
 
     monkeypatch.setattr(Pipeline, "stage_functions", stages)
-    Pipeline(MiniworldConfig.quick(), tmp_path, progress=False).run(stop_after="reasoner-large")
+    Pipeline(MiniworldConfig.quick(shipped=()), tmp_path, progress=False).run(stop_after="reasoner-large")
     assert done == {"reasoner-small", "reasoner-large"}
     assert not json.loads((tmp_path / "wall.json").read_text())["from_scratch"]  # it stopped early
-    Pipeline(MiniworldConfig.quick(), tmp_path, progress=False).run()
+    Pipeline(MiniworldConfig.quick(shipped=()), tmp_path, progress=False).run()
     assert not json.loads((tmp_path / "wall.json").read_text())["from_scratch"]  # resumed: two stages were kept
     done.clear()
     (tmp_path / "stages.json").unlink()
-    Pipeline(MiniworldConfig.quick(), tmp_path, progress=False).run()
+    Pipeline(MiniworldConfig.quick(shipped=()), tmp_path, progress=False).run()
     first = json.loads((tmp_path / "wall.json").read_text())
     assert first["from_scratch"] and first["jobs"] == 1
-    Pipeline(MiniworldConfig.quick(), tmp_path, progress=False).run()  # everything done: nothing trains
+    Pipeline(MiniworldConfig.quick(shipped=()), tmp_path, progress=False).run()  # everything done: nothing trains
     assert json.loads((tmp_path / "wall.json").read_text()) == first
 
 
@@ -444,3 +445,32 @@ def test_a_failing_lane_stops_the_other_lane_and_its_children(tmp_path, monkeypa
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(pid)  # its child went with it
+
+
+def test_a_thread_share_written_to_a_file_is_taken_up_while_training(tmp_path):
+    """CI starts the quick run on one thread beside the suite, then hands it the second core through a file."""
+    import torch
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from training.miniworld.threads import EVERY_STEPS, ThreadShare
+
+    before = torch.get_num_threads()
+    share_file = tmp_path / "threads"
+    share = ThreadShare(3, share_file)
+    try:
+        assert share.current() == 3  # no file yet: the fixed count
+        share_file.write_text("1\n")
+        assert share.apply() == 1 and torch.get_num_threads() == 1
+        share_file.write_text("2\n")
+        follow, state = share.callback(), TrainerState()
+        args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[])
+        state.global_step = EVERY_STEPS + 1
+        follow.on_step_begin(args, state, TrainerControl())
+        assert torch.get_num_threads() == 1  # read every EVERY_STEPS steps only
+        state.global_step = 2 * EVERY_STEPS
+        follow.on_step_begin(args, state, TrainerControl())
+        assert torch.get_num_threads() == 2
+        share_file.write_text("many\n")
+        assert share.current() == 3  # unreadable: the fixed count
+    finally:
+        torch.set_num_threads(before)

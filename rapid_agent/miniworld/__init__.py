@@ -2,7 +2,8 @@
 
 `rapid_agent.miniworld.world` draws the bar charts and writes every text target; the shipped weights
 (trained by `python -m training.miniworld`) resolve from specs `miniworld:captioner` (after VPO),
-`miniworld:captioner-sft`, `miniworld:reasoner-small` and `miniworld:reasoner-large`.
+`miniworld:captioner-sft`, `miniworld:captioner-pool` (VPO against both reasoners), `miniworld:captioner-guarded`
+(VPO with the leak guard), `miniworld:reasoner-small`, `miniworld:reasoner-large` and `miniworld:reasoner-other`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from rapid_agent.errors import ConfigError
 
-MODELS = ("captioner", "captioner-sft", "reasoner-small", "reasoner-large")
+MODELS = ("captioner", "captioner-sft", "captioner-pool", "captioner-guarded", "reasoner-small", "reasoner-large", "reasoner-other")
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MANIFEST = "manifest.json"
 

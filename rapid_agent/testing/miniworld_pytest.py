@@ -4,13 +4,15 @@ Enable it with `pytest_plugins = ["rapid_agent.testing.miniworld_pytest"]` in a 
 marked `miniworld_quick` ask for the `miniworld_quick_run` fixture (the run's output folder). As soon
 as collection selects such a test, the quick run starts as its own process with one torch thread (the
 suite keeps the other core: two busy threads on one core slow torch many times over), so its minutes
-of training overlap with the rest of the suite; the fixture waits for it and fails, with the end of
-the run's log, if it did not succeed. Its tests run last (after the `vllm` ones), so no other test
-waits for the run mid-suite.
+of training overlap with the rest of the suite; its tests run last (after the `vllm` ones), so no
+other test waits for the run mid-suite. When the first of them asks for the run, the rest of the
+suite is done: the run is handed every core (its `--threads-file`) for what it has left, and the
+fixture waits for it and fails, with the end of the run's log, if it did not succeed.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,15 +31,19 @@ class QuickRun:
         self._tmp = tempfile.TemporaryDirectory(prefix="miniworld-quick-")
         self.out = Path(self._tmp.name) / "run"
         self.log = Path(self._tmp.name) / "run.log"
+        self.threads = Path(self._tmp.name) / "threads"
+        self.threads.write_text("1\n")
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "training.miniworld", "--quick", "--out", str(self.out), "--no-progress",
-                 "--threads", "1", "--jobs", "1"],
+                 "--threads", "1", "--threads-file", str(self.threads)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 
     def result(self) -> Path:
-        """The output folder once the run has succeeded; fails the calling test otherwise."""
+        """The output folder once the run has succeeded; fails the calling test otherwise. The rest of the
+        suite is done by now (these tests run last): the run gets every core for what it has left."""
+        self.threads.write_text(f"{os.cpu_count() or 1}\n")
         try:
             code = self.process.wait(timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from training.miniworld.pipeline import MiniworldConfig, Pipeline
 from training.miniworld.report import claims, install, write_docs
+from training.miniworld.threads import ThreadShare
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,7 +33,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of every stage (default from the config: 0)")
     p.add_argument("--stop-after", choices=["reasoner-small", "reasoner-large", "captioner-sft", "captioner", "evals"],
                    help="stop once this stage is done (a later run resumes there)")
+    p.add_argument("--shipped", nargs="+", metavar="STAGE",
+                   choices=["reasoner-small", "reasoner-large", "captioner-sft", "captioner"],
+                   help="take these stages' models from the package as they are instead of training them")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    p.add_argument("--threads-file", type=Path,
+                   help="a file holding the thread count, re-read at each stage and every few training steps (CI hands "
+                   "the quick run a second core once the rest of the suite is done); implies --jobs 1")
     p.add_argument("--jobs", type=int, choices=(1, 2), default=2,
                    help="2 (default): the captioner (SFT, then VPO) trains in a second process beside the reasoners, threads split")
     p.add_argument("--only", nargs="+", metavar="STAGE", help="run just these stages (the pipeline's side lane uses it)")
@@ -54,15 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     overrides |= {"vpo_learning_rate": args.vpo_learning_rate} if args.vpo_learning_rate else {}
     overrides |= {"lr_scale": args.lr_scale} if args.lr_scale else {}
     overrides |= {"vpo_steps": args.vpo_steps} if args.vpo_steps else {}
+    overrides |= {"shipped": tuple(args.shipped)} if args.shipped else {}
     config = MiniworldConfig.quick(**overrides) if args.quick else MiniworldConfig(**overrides)
     out = args.out or Path("runs") / ("miniworld-quick" if args.quick else "miniworld")
     docs = args.docs or (out / "miniworld.md" if args.quick else Path("docs") / "miniworld.md")
-    pipeline = Pipeline(config, out, progress=not args.no_progress, side_lane=args.side_lane)
+    threads = ThreadShare(args.threads, args.threads_file) if args.threads_file else None
+    pipeline = Pipeline(config, out, progress=not args.no_progress, side_lane=args.side_lane, threads=threads)
     if args.only:
         for name in args.only:
             pipeline.run_stage(name)
         return 0
-    result = pipeline.run(stop_after=args.stop_after, jobs=args.jobs)
+    result = pipeline.run(stop_after=args.stop_after, jobs=1 if args.threads_file else args.jobs)
     if args.stop_after and args.stop_after != "evals":
         return 0
     found = claims(out / "evals" / "all" / "summary.json")

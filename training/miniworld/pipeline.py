@@ -17,17 +17,19 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from training.config import RECIPES, recipe
 from training.miniworld.sft import CaptionerPhase, ReasonerSize, SFTStage
+from training.miniworld.threads import ThreadShare
 
 log = logging.getLogger(__name__)
 DONE = "stage.complete"
-FIRST_LANE = ("reasoner-small", "reasoner-large")  # independent of the side lane: trained side by side with it
-SIDE_LANE = ("captioner-sft", "captioner")  # VPO needs the small reasoner only: the first lane trains it first
+FIRST_LANE = ("reasoner-small", "reasoner-large", "reasoner-other")  # independent of the side lane: beside it
+SIDE_LANE = ("captioner-sft", "captioner", "captioner-pool")  # VPO needs the small reasoner: the first lane's first
+POOL = ("reasoner-small", "reasoner-large")  # the captioner-pool stage's reward; reasoner-other is never a reward
 WAIT_POLL_S = 5.0
 SEP = "=" * 100
 
@@ -38,9 +40,13 @@ class MiniworldConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seed: int = 0
-    reasoners: Literal["train", "shipped"] = Field(
-        "train", description="'shipped': take the package's trained reasoners as they are and train the perception "
-        "side only (RAPID's reasoners are off-the-shelf models; the quick run does this)."
+    shipped: tuple[str, ...] = Field(
+        (), description="Stages whose model is taken from the package as it is, not trained (the quick run takes the "
+        "reasoners: RAPID's reasoners are off-the-shelf models)."
+    )
+    pool_claim: bool = Field(
+        True, description="Claim 5 and the leak guard: train a third reasoner that no VPO reward uses, a captioner by VPO "
+        "against the pool of both other reasoners, and one by VPO with the leak guard (the quick run leaves them out)."
     )
     reasoner_small: SFTStage = SFTStage(steps=1500, batch_size=64, examples=60_000)
     reasoner_large: SFTStage = SFTStage(steps=1600, batch_size=64, examples=60_000)
@@ -48,6 +54,10 @@ class MiniworldConfig(BaseModel):
     # the larger reasoner's tokenizer holds `bar A: ` as one token: naming the bar of a value is then a one-token
     # look-back (without it, 1,200 steps named the wrong bar of the right value in ~1 of 4 comparisons)
     large_size: ReasonerSize = ReasonerSize(hidden_size=160, num_hidden_layers=3, phrase_tokens=True)
+    # the third reasoner differs from both: another architecture (Llama), the small one's tokenizer, the large one's
+    # written sums; it only ever reads captions at evaluation (claim 5: do pool-aligned captions transfer better?)
+    reasoner_other: SFTStage = SFTStage(steps=1500, batch_size=64, examples=60_000)
+    other_size: ReasonerSize = ReasonerSize(family="llama", hidden_size=128, num_hidden_layers=3)
     captioner: tuple[CaptionerPhase, ...] = (
         # reading first: every bar, every time (the digits come late; full targets carry twice the digits)
         CaptionerPhase(steps=2700, batch_size=16, examples=40_000, full_probability=1.0, direct_fraction=0.0,
@@ -69,7 +79,8 @@ class MiniworldConfig(BaseModel):
         """Minutes end to end (CI): the captioner's SFT and VPO from scratch, at a fraction of the steps, against
         the shipped reasoners (a useful reasoner alone takes the full run's half hour; the VPO reward needs one)."""
         values: dict[str, Any] = {
-            "reasoners": "shipped",
+            "shipped": ("reasoner-small", "reasoner-large"),
+            "pool_claim": False,  # the quick run keeps its CI time
             "captioner": (CaptionerPhase(steps=800, batch_size=16, examples=12_800, full_probability=1.0,
                                          direct_fraction=0.0, decay_fraction=0.1),
                           CaptionerPhase(steps=200, batch_size=16, examples=3200)),
@@ -116,10 +127,13 @@ def _finish_model(work: Path, final: Path, info: dict[str, Any], *, keep_source:
 class Pipeline:
     """Runs the stages in order into `out`; `report` is called with the results at the end."""
 
-    def __init__(self, config: MiniworldConfig, out: Path, *, progress: bool = True, side_lane: bool = False) -> None:
+    def __init__(self, config: MiniworldConfig, out: Path, *, progress: bool = True, side_lane: bool = False,
+                 threads: ThreadShare | None = None) -> None:
         """`side_lane`: this process is the second lane of a two-lane run (its VPO waits for the first
-        lane's small reasoner, and gives up if that lane's process is gone)."""
+        lane's small reasoner, and gives up if that lane's process is gone). `threads`: a share of the
+        CPU that may grow while the run goes (applied at each stage and during training)."""
         self.config, self.out, self.progress = config, Path(out).resolve(), progress  # absolute: short run labels
+        self.threads = threads
         self.side_lane = side_lane
         self.models = self.out / "models"
         self.stages: list[Stage] = []
@@ -130,13 +144,18 @@ class Pipeline:
     def stage_functions(self) -> dict[str, Callable[[], dict[str, Any]]]:
         """Every stage by name, in order."""
         c = self.config
-        return {
+        stages = {
             "reasoner-small": lambda: self.train_reasoner("reasoner-small", c.reasoner_small, c.small_size, "line"),
             "reasoner-large": lambda: self.train_reasoner("reasoner-large", c.reasoner_large, c.large_size, "partial"),
+            "reasoner-other": lambda: self.train_reasoner("reasoner-other", c.reasoner_other, c.other_size, "partial"),
             "captioner-sft": self.train_captioner,
-            "captioner": self.train_vpo,
+            "captioner": lambda: self.train_vpo("captioner", ["reasoner-small"]),
+            "captioner-pool": lambda: self.train_vpo("captioner-pool", list(POOL)),
+            "captioner-guarded": lambda: self.train_vpo("captioner-guarded", ["reasoner-small"], leak_penalty=1.0),
             "evals": self.evaluate,
         }
+        pool_stages = ("reasoner-other", "captioner-pool", "captioner-guarded")
+        return {name: run for name, run in stages.items() if c.pool_claim or name not in pool_stages}
 
     def run(self, stop_after: str | None = None, *, jobs: int = 1) -> dict[str, Any]:
         """Run (or resume) the stages; with `stop_after`, stop once that stage is done.
@@ -154,7 +173,8 @@ class Pipeline:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(self.config.model_dump_json(indent=1) + "\n")
         start, threads = time.monotonic(), torch.get_num_threads()
-        side_stages = [name for name in SIDE_LANE if name in wanted] if jobs > 1 and self.config.reasoners == "train" else []
+        first = [name for name in FIRST_LANE if name in wanted and name not in self.config.shipped]
+        side_stages = [name for name in SIDE_LANE if name in wanted] if jobs > 1 and first else []
         side = self._start_side_lane(side_stages)
         names = [name for name in wanted if side is None or name not in side_stages]
         try:
@@ -178,8 +198,10 @@ class Pipeline:
         """Run (or skip, when done) one stage and record its duration."""
         from tqdm.auto import tqdm
 
+        if self.threads is not None:
+            self.threads.apply()
         start = time.monotonic()
-        info = self.stage_functions()[name]()
+        info = self._take_shipped(name) if name in self.config.shipped else self.stage_functions()[name]()
         self.stages.append(Stage(name=name, seconds=time.monotonic() - start, info=info))
         if not info.get("skipped"):
             self._record_time(name, self.stages[-1].seconds)
@@ -229,6 +251,9 @@ class Pipeline:
                   "shipped": sorted(shipped)}
         (self.out / "wall.json").write_text(json.dumps(record, indent=1) + "\n")
 
+    def _callbacks(self) -> list[Any]:
+        return [self.threads.callback()] if self.threads is not None else []
+
     def scaled(self, stage: SFTStage) -> SFTStage:
         return stage.model_copy(update={"learning_rate": stage.learning_rate * self.config.lr_scale})
 
@@ -248,23 +273,28 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------- stages
 
+    def _take_shipped(self, name: str) -> dict[str, Any]:
+        """The package's model `name` as this stage's model, untrained (no stage time; wall.json lists it)."""
+        from rapid_agent.miniworld import model_path
+
+        final = self.model(name)
+        if not _done(final):
+            shipped = model_path(name)
+            info = json.loads((shipped / "training_log.json").read_text()) if (shipped / "training_log.json").is_file() else {}
+            _finish_model(shipped, final, info | {"shipped": str(shipped), "params": _params(shipped)}, keep_source=True)
+        return {"skipped": True, "shipped": True}
+
     def train_reasoner(self, name: str, stage: SFTStage, size: ReasonerSize, sum_style: str) -> dict[str, Any]:
         from training.miniworld.sft import init_reasoner, reasoner_dataset, sft
 
         final = self.model(name)
         if _done(final):
             return {"skipped": True}
-        if self.config.reasoners == "shipped":
-            from rapid_agent.miniworld import model_path
-
-            shipped = model_path(name)
-            _finish_model(shipped, final, {"shipped": str(shipped), "params": _params(shipped)}, keep_source=True)
-            return {"skipped": True, "shipped": True}  # nothing trained: no stage time; wall.json lists it
         work = self.out / "work" / name
         seed = self.config.seed + (1 if name.endswith("large") else 0)
         init = init_reasoner(work / "init", size, seed=seed)
         data = reasoner_dataset(stage.examples, seed=seed, sum_style=sum_style)
-        info = sft(init, data, self.scaled(stage), work / "trained", vision=False, seed=seed)
+        info = sft(init, data, self.scaled(stage), work / "trained", vision=False, seed=seed, callbacks=self._callbacks())
         info |= {"size": size.model_dump(), "sum_style": sum_style, "stage": stage.model_dump(), "params": _params(work / "trained")}
         _finish_model(work / "trained", final, info)
         return {"params": info["params"]}
@@ -283,7 +313,8 @@ class Pipeline:
             if not _done(target):  # a finished phase is kept: an interrupted run resumes after it
                 data = captioner_dataset(phase.examples, seed=c.seed + i - 1, full_probability=phase.full_probability,
                                          direct_fraction=phase.direct_fraction)
-                info = sft(current, data, self.scaled(phase), target, vision=True, seed=c.seed + i - 1)
+                info = sft(current, data, self.scaled(phase), target, vision=True, seed=c.seed + i - 1,
+                           callbacks=self._callbacks())
                 (target / "training_log.json").write_text(json.dumps(info) + "\n")
                 (target / DONE).write_text("ok\n")
             history += json.loads((target / "training_log.json").read_text())["log_history"]
@@ -293,22 +324,24 @@ class Pipeline:
         shutil.rmtree(work, ignore_errors=True)
         return {"params": info["params"]}
 
-    def train_vpo(self) -> dict[str, Any]:
-        """`python -m training.vpo --config training/recipes/miniworld.yaml` from the SFT captioner, the small reasoner frozen."""
-        final, c = self.model("captioner"), self.config
+    def train_vpo(self, name: str, reasoners: list[str], *, leak_penalty: float | None = None) -> dict[str, Any]:
+        """`python -m training.vpo --config training/recipes/miniworld.yaml` from the SFT captioner, `reasoners` frozen
+        (several: a pool, every caption read by each); `leak_penalty` turns the leak guard on."""
+        final, c = self.model(name), self.config
         if _done(final):
             return {"skipped": True}
-        for needed in ("captioner-sft", "reasoner-small"):
+        for needed in ("captioner-sft", *reasoners):
             self._await_model(needed)
-        work = self.out / "work" / "vpo"
+        work = self.out / "work" / name
         argv = [
             "--config", str(RECIPES / "miniworld.yaml"), "--model_name_or_path", f"hf:{self.model('captioner-sft')}",
-            "--reasoner", f"hf:{self.model('reasoner-small')}", "--max_steps", str(c.vpo_steps),
+            "--reasoner", *(f"hf:{self.model(r)}" for r in reasoners), "--max_steps", str(c.vpo_steps),
             "--learning_rate", str(c.vpo_learning_rate * c.lr_scale), "--max_samples", str(c.vpo_prompts),
             "--seed", str(c.seed), "--save_steps", str(c.vpo_steps), "--output_dir", str(work),
         ]
-        for name, value in c.vpo_settings.items():
-            argv += [f"--{name}", value]
+        argv += ["--leak_penalty", str(leak_penalty)] if leak_penalty is not None else []
+        for key, value in c.vpo_settings.items():
+            argv += [f"--{key}", value]
         _run_module("training.vpo", argv)
         history = json.loads(_trainer_state(work).read_text())["log_history"]
         _finish_model(work, final, {"log_history": history, "argv": ["python", "-m", "training.vpo", *argv]})
@@ -326,16 +359,17 @@ class Pipeline:
             time.sleep(WAIT_POLL_S)
 
     def evaluate(self) -> dict[str, Any]:
-        """Both captioners side by side with both reasoners (decoupled, direct, blind): one `evals.run`."""
+        """Every captioner side by side with every reasoner (decoupled, direct, blind): one `evals.run`."""
         c, evals = self.config, self.out / "evals"
         marker, models = evals / "all" / DONE, self._fingerprint()
         if marker.is_file():
             if marker.read_text() == models:  # the same models were evaluated: nothing to do
                 return {"skipped": True}
             shutil.rmtree(evals / "all")  # results of models since retrained: evals.run would refuse to resume them
+        captioners, reasoners = self._evaluated()
         argv = [
-            "--captioner", f"hf:{self.model('captioner')}", "--captioner", f"hf:{self.model('captioner-sft')}",
-            "--reasoner", f"hf:{self.model('reasoner-small')}", "--reasoner", f"hf:{self.model('reasoner-large')}",
+            *(f for name in captioners for f in ("--captioner", f"hf:{self.model(name)}")),
+            *(f for name in reasoners for f in ("--reasoner", f"hf:{self.model(name)}")),
             "--mode", "decoupled", "--mode", "direct", "--mode", "blind",
             "--benchmark", "miniworld", "--limit", str(c.eval_items), "--prompt", "paper-train",
             "--max-new-tokens", str(c.max_new_tokens), "--caption-max-new-tokens", str(c.max_new_tokens),
@@ -347,12 +381,18 @@ class Pipeline:
         marker.write_text(models)
         return {}
 
+    def _evaluated(self) -> tuple[list[str], list[str]]:
+        """(captioners, reasoners) the evals compare: those this run's stages make."""
+        stages = self.stage_functions()
+        captioners = [n for n in ("captioner", "captioner-sft", "captioner-pool", "captioner-guarded") if n in stages]
+        return captioners, [n for n in FIRST_LANE if n in stages]
+
     def _fingerprint(self) -> str:
         """The identity of every model's files, as the eval harness keys its results."""
         from rapid_agent.models.identity import model_identity
 
-        return json.dumps({name: model_identity(f"hf:{self.model(name)}")
-                           for name in ("captioner", "captioner-sft", "reasoner-small", "reasoner-large")}, indent=1)
+        captioners, reasoners = self._evaluated()
+        return json.dumps({name: model_identity(f"hf:{self.model(name)}") for name in captioners + reasoners}, indent=1)
 
 
 def _stop_lane(process: subprocess.Popen) -> None:

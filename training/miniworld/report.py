@@ -25,7 +25,16 @@ RUNS = {
     "blind_large": "reasoner-large [blind]",
     "direct_vpo": "captioner [direct]",
     "direct_sft": "captioner-sft [direct]",
+    # claim 5 and the leak guard (the full run; the quick run leaves them out)
+    "other_vpo": "reasoner-other [decoupled] (captioner)",
+    "other_sft": "reasoner-other [decoupled] (captioner-sft)",
+    "other_pool": "reasoner-other [decoupled] (captioner-pool)",
+    "small_pool": "reasoner-small [decoupled] (captioner-pool)",
+    "large_pool": "reasoner-large [decoupled] (captioner-pool)",
+    "small_guarded": "reasoner-small [decoupled] (captioner-guarded)",
+    "blind_other": "reasoner-other [blind]",
 }
+CAPTIONERS = ("captioner-sft", "captioner", "captioner-guarded", "captioner-pool")
 CURVES = {
     "vpo/reward_mean": "reward (reasoner accuracy, mean)",
     "vpo/caption_length": "caption length (tokens)",
@@ -61,13 +70,43 @@ def claims(summary_path: Path) -> dict[str, Any]:
     vpo = _difference(summary, RUNS["small_vpo"], RUNS["small_sft"])
     scaling = _difference(summary, RUNS["large_vpo"], RUNS["small_vpo"])
     transfer = _difference(summary, RUNS["large_vpo"], RUNS["large_sft"])
-    return {
+    found = {
         "perception": {**perception, "holds": perception["low"] > 0.2},
         "vpo": {**vpo, "holds": vpo["difference"] >= VPO_MARGIN and vpo["low"] > 0},
         "scaling": {**scaling, "holds": scaling["low"] > 0},
         "transfer": {**transfer, "holds": transfer["low"] > 0},
         "accuracy": {key: _accuracy(summary, label) for key, label in RUNS.items() if label in summary["runs"]},
+        "captions": caption_stats(Path(summary_path).parent),
     }
+    if RUNS["other_pool"] in summary["runs"]:  # claim 5: does a pool-aligned captioner transfer better?
+        pool = _difference(summary, RUNS["other_pool"], RUNS["other_vpo"])
+        found["pool"] = {**pool, "holds": pool["low"] > 0,
+                         "single_vs_sft": _difference(summary, RUNS["other_vpo"], RUNS["other_sft"]),
+                         "pool_vs_sft": _difference(summary, RUNS["other_pool"], RUNS["other_sft"]),
+                         "small": _difference(summary, RUNS["small_pool"], RUNS["small_vpo"]),
+                         "large": _difference(summary, RUNS["large_pool"], RUNS["large_vpo"])}
+    if RUNS["small_guarded"] in summary["runs"]:
+        found["guard"] = _difference(summary, RUNS["small_guarded"], RUNS["small_vpo"])
+    return found
+
+
+def caption_stats(evals: Path) -> dict[str, dict[str, float]]:
+    """Per captioner, over its held-out captions: the share that states an answer (`training.guards.find_leak`)
+    and the mean number of bars whose value it gives."""
+    from training.guards import find_leak
+
+    stats = {}
+    for name in CAPTIONERS:
+        path = evals / name / "samples.jsonl"
+        if not path.is_file():
+            continue
+        records = [r for r in map(json.loads, path.read_text().splitlines())
+                   if _name(r["run"]) == "reasoner-small [decoupled]" and r.get("captions")]
+        if records:
+            leaks = [find_leak(r["captions"][0], r.get("options")) is not None for r in records]
+            bars = [len(set(re.findall(r"bar ([A-D]): \d+", r["captions"][0]))) for r in records]
+            stats[name] = {"leak_rate": sum(leaks) / len(leaks), "bars": sum(bars) / len(bars), "n": len(records)}
+    return stats
 
 
 def _accuracy(summary: dict[str, Any], label: str) -> dict[str, Any]:
@@ -173,12 +212,13 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
     docs.parent.mkdir(parents=True, exist_ok=True)
     assets = docs.parent / "miniworld"
     assets.mkdir(exist_ok=True)
-    history = json.loads((out / "models" / "captioner" / "training_log.json").read_text())["log_history"]
-    plot_curves(history, assets / "vpo_curves.png")
+    history = _history(out, "captioner")
+    if history:  # a captioner taken as shipped keeps the curves of the run that trained it
+        plot_curves(history, assets / "vpo_curves.png")
     shutil.copy2(out / "evals" / "all" / "accuracy.png", assets / "accuracy.png")
     config = json.loads((out / "config.json").read_text())
     params = {name: json.loads((out / "models" / name / "training_log.json").read_text()).get("params")
-              for name in MODELS if name != "captioner"}
+              for name in MODELS if (out / "models" / name / "training_log.json").is_file()}
     times = json.loads((out / "stages.json").read_text())
     stages = "\n".join(f"| {name} | {t['seconds'] / 60:.1f} | {t['device']} |" for name, t in times.items())
     wall = json.loads((out / "wall.json").read_text())
@@ -200,9 +240,8 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "`\\boxed{}`): a small one that writes sums on one line, a larger one that writes partial sums. "
         f"{_phrase_sentence(config)}",
         "",
-        *(["The reasoners are the shipped `miniworld:reasoner-small` / `miniworld:reasoner-large`, taken as they are: "
-           "this run trains the perception side only (SFT of the captioner, then VPO).", ""]
-          if config.get("reasoners") == "shipped" else []),
+        *([f"Taken from the package as they are, not trained by this run: {', '.join(f'`miniworld:{n}`' for n in config['shipped'])}.",
+           ""] if config.get("shipped") else []),
         f"Parameters: captioner {params.get('captioner-sft'):,}, small reasoner {params.get('reasoner-small'):,}, "
         f"large reasoner {params.get('reasoner-large'):,}. Evaluated on {config['eval_items']} held-out items with "
         "`python -m evals.run` (benchmark `miniworld`, prompt `paper-train`); intervals are 95% (Wilson for accuracy, "
@@ -229,6 +268,8 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "",
         "![VPO curves](miniworld/vpo_curves.png)",
         "",
+        *_pool_section(found),
+        *_guard_section(found, out),
         "## Captions before and after VPO (small reasoner's answer)",
         "",
         *_examples(out),
@@ -262,6 +303,89 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         summary.append(f"  {name:<10} {c['a']} − {c['b']}: {100 * c['difference']:+.1f} points "
                        f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] → {'holds' if c['holds'] else 'NOT REACHED'}")
     (out / "summary.txt").write_text("\n".join(summary) + "\n")
+
+
+def _history(out: Path, name: str) -> list[dict[str, Any]]:
+    path = out / "models" / name / "training_log.json"
+    return json.loads(path.read_text()).get("log_history", []) if path.is_file() else []
+
+
+def _diff_cell(c: dict[str, Any]) -> str:
+    return f"{100 * c['difference']:+.1f} [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] (p {c['p_value']:.2g})"
+
+
+def _pool_section(found: dict[str, Any]) -> list[str]:
+    """Claim 5: the third reasoner (never a reward) reading SFT, single-reasoner VPO and pool VPO captions."""
+    if "pool" not in found:
+        return []
+    c, acc, caps = found["pool"], found["accuracy"], found["captions"]
+
+    def row(key: str, captioner: str, what: str) -> str:
+        a = acc[key]["overall"]
+        return (f"| {what} (`{captioner}`) | {_pct(a['value'])} [{_pct(a['low'])}, {_pct(a['high'])}] | "
+                f"{caps.get(captioner, {}).get('bars', float('nan')):.2f} |")
+
+    verdict = "holds" if c["holds"] else "does not hold"
+    return [
+        "## Claim 5: do captions aligned to a pool of reasoners transfer better?",
+        "",
+        "A third reasoner, `reasoner-other` (Llama architecture, the small reasoner's tokenizer, the large one's "
+        "written sums), is never used in any VPO reward. `captioner-pool` is trained by VPO from the same SFT "
+        "captioner, with the same steps, against the pool of the small and large reasoners (`--reasoner A B`, "
+        "every caption read by both, reward their mean); `captioner` against the small reasoner alone.",
+        "",
+        "| the third reasoner reading captions of | accuracy (%) [95% CI] | bars given per caption |",
+        "|---|---|---|",
+        row("other_sft", "captioner-sft", "SFT"),
+        row("other_vpo", "captioner", "single-reasoner VPO"),
+        row("other_pool", "captioner-pool", "pool VPO"),
+        "",
+        "| paired difference (points) | [95% CI] (McNemar p) |",
+        "|---|---|",
+        f"| **pool VPO − single VPO, third reasoner (claim 5)** | {_diff_cell(c)} |",
+        f"| single VPO − SFT, third reasoner | {_diff_cell(c['single_vs_sft'])} |",
+        f"| pool VPO − SFT, third reasoner | {_diff_cell(c['pool_vs_sft'])} |",
+        f"| pool VPO − single VPO, small reasoner (a pool member; the single run's own reward) | {_diff_cell(c['small'])} |",
+        f"| pool VPO − single VPO, large reasoner (a pool member) | {_diff_cell(c['large'])} |",
+        "",
+        f"Claim 5 **{verdict}** on these {c['n']} items: the pool's captions {'beat' if c['holds'] else 'do not beat'} the "
+        "single reasoner's for a reasoner neither saw. How many bar values a caption gives (right or wrong) is what "
+        "a reasoner can read: the table shows how far each VPO run moved the captioner away from the SFT habit of "
+        "naming two bars.",
+        "",
+    ]
+
+
+def _guard_section(found: dict[str, Any], out: Path) -> list[str]:
+    """The leak guard: how often captions state an answer, before and after VPO, with and without the guard."""
+    caps = found.get("captions", {})
+    if "captioner-guarded" not in caps:
+        return []
+
+    def training_leaks(name: str) -> str:
+        rates = [-h["rewards/leak_penalty/mean"] for h in _history(out, name) if "rewards/leak_penalty/mean" in h]
+        return f"{100 * sum(rates[:10]) / len(rates[:10]):.1f} → {100 * sum(rates[-10:]) / len(rates[-10:]):.1f}" if rates else "—"
+
+    what = {"captioner-sft": "SFT (before VPO)", "captioner": "VPO, no guard", "captioner-guarded": "VPO, leak guard",
+            "captioner-pool": "pool VPO, no guard"}
+    rows = [f"| {what[name]} (`{name}`) | {100 * caps[name]['leak_rate']:.1f} | {training_leaks(name)} |"
+            for name in CAPTIONERS if name in caps]
+    guard = found.get("guard")
+    return [
+        "## Reward hacking: captions that state the answer",
+        "",
+        "The SFT captioner was trained to answer directly on a share of its rows (the recipe's `direct_fraction`), "
+        "so a caption may state an answer instead of describing the chart. `training.guards.find_leak` flags a caption "
+        "that states a final answer (`\\boxed{}`, 'the answer is', an option letter as the answer); VPO logs that "
+        "rate every step (`rewards/leak_penalty/mean`, minus the rate), and `--leak_penalty 1` takes a leaking "
+        "caption's reward away. `captioner-guarded` is `captioner`'s VPO run with the guard on.",
+        "",
+        "| captioner | held-out captions stating an answer (%) | during VPO: first 10 → last 10 steps (%) |",
+        "|---|---|---|",
+        *rows,
+        "",
+        *([f"Small reasoner, guarded − unguarded VPO captions: {_diff_cell(guard)} points.", ""] if guard else []),
+    ]
 
 
 def install(out: Path, *, command: list[str], config: Any, weights_dir: Path = WEIGHTS_DIR) -> None:

@@ -11,7 +11,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from datasets import Dataset, Features, Image, List, Value
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,10 +28,11 @@ _VISION_FEATURES = Features({"prompt": List(_MESSAGE), "completion": List(_MESSA
 
 
 class ReasonerSize(BaseModel):
-    """Width and depth of a Qwen2 reasoner (heads of 32 dimensions), and its tokenizer's phrases."""
+    """Architecture family, width and depth of a reasoner (heads of 32 dimensions), and its tokenizer's phrases."""
 
     model_config = ConfigDict(frozen=True)
 
+    family: Literal["qwen2", "llama"] = Field("qwen2", description="Qwen2 (biased attention) or Llama (unbiased).")
     hidden_size: int = Field(128, gt=0, multiple_of=32)
     num_hidden_layers: int = Field(2, gt=0)
     phrase_tokens: bool = Field(
@@ -144,10 +145,17 @@ def init_reasoner(path: Path, size: ReasonerSize, *, seed: int) -> Path:
         phrases = world.DESCRIPTION_PHRASES if size.phrase_tokens else ()
         base = build_tiny_reasoner(Path(tmp) / "base", seed=seed, corpus=tokenizer_corpus(), phrases=phrases)
         config = AutoConfig.from_pretrained(base)
+        if size.family == "llama":  # the same tokenizer and special tokens, another architecture
+            from transformers import LlamaConfig
+
+            keep = ("vocab_size", "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id",
+                    "tie_word_embeddings", "rms_norm_eps")
+            config = LlamaConfig(**{key: getattr(config, key) for key in keep})
         config.hidden_size = size.hidden_size
         config.num_hidden_layers = size.num_hidden_layers
         config.intermediate_size = 2 * size.hidden_size
         config.num_attention_heads = size.hidden_size // 32
+        config.head_dim = 32
         config.num_key_value_heads = 2 if config.num_attention_heads % 2 == 0 else 1
         config.layer_types = ["full_attention"] * size.num_hidden_layers
         torch.manual_seed(seed)
@@ -176,7 +184,8 @@ def init_captioner(path: Path, *, seed: int) -> Path:
     return path
 
 
-def sft(model_dir: Path, dataset: Dataset, stage: SFTStage, out: Path, *, vision: bool, seed: int) -> dict[str, Any]:
+def sft(model_dir: Path, dataset: Dataset, stage: SFTStage, out: Path, *, vision: bool, seed: int,
+        callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Train the model in `model_dir` on `dataset` with TRL's SFTTrainer; save to `out`; return its log."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
@@ -210,7 +219,7 @@ def sft(model_dir: Path, dataset: Dataset, stage: SFTStage, out: Path, *, vision
         dataloader_num_workers=min(8, (os.cpu_count() or 1) - 1) if cuda and vision else 0,
         dataset_num_proc=None,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processing)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processing, callbacks=callbacks)
     trainer.train()
     trainer.save_model(str(out))
     processing.save_pretrained(str(out))
