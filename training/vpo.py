@@ -32,6 +32,7 @@ from rapid_agent.models.spec import ModelResolver, ModelSpec
 from training.config import VPOConfig, parse_args, policy_path, save_run_config
 from training.data import filter_by_difficulty, load_training_data
 from training.guards import DescribeCheck, LeakPenalty
+from training.image_checks import install_image_checks
 from training.reward import GraphReward, PoolReasoner, caption_length
 
 INFO_LOGGERS = ("training", "rapid_agent", "evals")
@@ -110,13 +111,14 @@ def build_trainer(config: VPOConfig, model_args: ModelConfig, *, reasoners: Sequ
     if config.should_save:
         save_run_config(config, model_args, argv)
     config.model_init_kwargs = model_init_kwargs(config, model_args)
-    return GRPOTrainer(
+    trainer = GRPOTrainer(
         model=policy_path(model_args),
         reward_funcs=reward_funcs,
         args=config,
         train_dataset=dataset,
         peft_config=peft_config(model_args),
     )
+    return install_image_checks(trainer, dataset)  # TRL's VLM image-token bugs, refused before and during training
 
 
 def model_init_kwargs(config: VPOConfig, model_args: ModelConfig) -> dict[str, Any]:
