@@ -155,7 +155,8 @@ class Pipeline:
             "evals": self.evaluate,
         }
         pool_stages = ("reasoner-other", "captioner-pool", "captioner-guarded")
-        return {name: run for name, run in stages.items() if c.pool_claim or name not in pool_stages}
+        return {name: (lambda name=name: self._take_shipped(name)) if name in c.shipped else run
+                for name, run in stages.items() if c.pool_claim or name not in pool_stages}
 
     def run(self, stop_after: str | None = None, *, jobs: int = 1) -> dict[str, Any]:
         """Run (or resume) the stages; with `stop_after`, stop once that stage is done.
@@ -201,7 +202,7 @@ class Pipeline:
         if self.threads is not None:
             self.threads.apply()
         start = time.monotonic()
-        info = self._take_shipped(name) if name in self.config.shipped else self.stage_functions()[name]()
+        info = self.stage_functions()[name]()
         self.stages.append(Stage(name=name, seconds=time.monotonic() - start, info=info))
         if not info.get("skipped"):
             self._record_time(name, self.stages[-1].seconds)
