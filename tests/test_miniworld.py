@@ -363,7 +363,7 @@ def _pipeline_without_vpo_process(tmp_path, monkeypatch, *, side_lane):
 
     def fake_vpo(module, argv):
         ran.append((module, mw._done(run.model("reasoner-small"))))
-        work = tmp_path / "work" / "vpo"
+        work = tmp_path / "work" / "captioner"
         work.mkdir(parents=True)
         (work / "trainer_state.json").write_text(json.dumps({"log_history": []}))
 
@@ -386,7 +386,7 @@ def test_vpo_in_the_side_lane_starts_once_the_first_lane_has_the_small_reasoner(
             (run.model("reasoner-small") / mw.DONE).write_text("ok\n")
 
     monkeypatch.setattr(mw.time, "sleep", first_lane_finishes_on_the_third_poll)
-    assert run.train_vpo() == {}
+    assert run.train_vpo("captioner", ["reasoner-small"]) == {}
     assert ran == [("training.vpo", True)] and len(polls) == 3  # waited, then trained on the finished model
 
 
@@ -395,13 +395,13 @@ def test_vpo_without_the_small_reasoner_names_the_missing_stage(tmp_path, monkey
 
     run, ran = _pipeline_without_vpo_process(tmp_path, monkeypatch, side_lane=False)
     with pytest.raises(RuntimeError, match="'reasoner-small' has not run"):
-        run.train_vpo()
+        run.train_vpo("captioner", ["reasoner-small"])
     side, side_ran = _pipeline_without_vpo_process(tmp_path / "side", monkeypatch, side_lane=True)
     parents = iter([100, 100, 1])  # the first lane's process dies while the side lane waits
     monkeypatch.setattr(mw.os, "getppid", lambda: next(parents))
     monkeypatch.setattr(mw.time, "sleep", lambda seconds: None)
     with pytest.raises(RuntimeError, match="lane training 'reasoner-small' is gone"):
-        side.train_vpo()
+        side.train_vpo("captioner", ["reasoner-small"])
     assert ran == side_ran == []
 
 
