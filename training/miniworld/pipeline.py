@@ -235,7 +235,8 @@ class Pipeline:
             tail = (self.out / "side-lane.log").read_text()[-3000:]
             raise RuntimeError(f"the side lane ({', '.join(stages)}) exited with {code}:\n{tail}")
         for name in stages:
-            self.stages.append(Stage(name=name, seconds=0.0, info={"side_lane": True}))
+            shipped = {"skipped": True, "shipped": True} if name in self.config.shipped else {}
+            self.stages.append(Stage(name=name, seconds=0.0, info={"side_lane": True} | shipped))
 
     def _record_wall(self, seconds: float, jobs: int) -> None:
         """Keep the wall clock of an invocation that trained something, and whether it trained every stage

@@ -84,10 +84,22 @@ def claims(summary_path: Path) -> dict[str, Any]:
                          "single_vs_sft": _difference(summary, RUNS["other_vpo"], RUNS["other_sft"]),
                          "pool_vs_sft": _difference(summary, RUNS["other_pool"], RUNS["other_sft"]),
                          "small": _difference(summary, RUNS["small_pool"], RUNS["small_vpo"]),
-                         "large": _difference(summary, RUNS["large_pool"], RUNS["large_vpo"])}
+                         "large": _difference(summary, RUNS["large_pool"], RUNS["large_vpo"]),
+                         "same_captions": _same_captions(Path(summary_path).parent, "captioner", "captioner-pool")}
     if RUNS["small_guarded"] in summary["runs"]:
         found["guard"] = _difference(summary, RUNS["small_guarded"], RUNS["small_vpo"])
     return found
+
+
+def _same_captions(evals: Path, a: str, b: str) -> float:
+    """The share of held-out items on which captioners `a` and `b` wrote the same caption."""
+    def captions(name: str) -> dict[str, str]:
+        rows = map(json.loads, (evals / name / "samples.jsonl").read_text().splitlines())
+        return {r["id"]: r["captions"][0] for r in rows if _name(r["run"]) == "reasoner-small [decoupled]" and r.get("captions")}
+
+    first, second = captions(a), captions(b)
+    shared = first.keys() & second.keys()
+    return sum(first[i] == second[i] for i in shared) / max(1, len(shared))
 
 
 def caption_stats(evals: Path) -> dict[str, dict[str, float]]:
@@ -100,12 +112,16 @@ def caption_stats(evals: Path) -> dict[str, dict[str, float]]:
         path = evals / name / "samples.jsonl"
         if not path.is_file():
             continue
-        records = [r for r in map(json.loads, path.read_text().splitlines())
-                   if _name(r["run"]) == "reasoner-small [decoupled]" and r.get("captions")]
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        records = [r for r in rows if _name(r["run"]) == "reasoner-small [decoupled]" and r.get("captions")]
+        direct = [r for r in rows if _name(r["run"]).endswith("[direct]") and r.get("output")]
         if records:
             leaks = [find_leak(r["captions"][0], r.get("options")) is not None for r in records]
             bars = [len(set(re.findall(r"bar ([A-D]): \d+", r["captions"][0]))) for r in records]
-            stats[name] = {"leak_rate": sum(leaks) / len(leaks), "bars": sum(bars) / len(bars), "n": len(records)}
+            stats[name] = {"leak_rate": sum(leaks) / len(leaks), "bars": sum(bars) / len(bars), "n": len(records),
+                           # the check's recall on this captioner's own answers (asked the question directly)
+                           "direct_flagged": sum(find_leak(r["output"], r.get("options")) is not None for r in direct)
+                           / max(1, len(direct))}
     return stats
 
 
@@ -288,9 +304,11 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "side (the captioner's SFT and VPO, at a fraction of these steps) against the shipped reasoners; CI runs it "
         "from scratch and asserts the claims on its held-out items (`tests/test_miniworld_quick.py`).",
         "",
-        "Reproduce the figures from the shipped weights: `python -m evals.run --captioner miniworld:captioner "
-        "--captioner miniworld:captioner-sft --reasoner miniworld:reasoner-small --reasoner miniworld:reasoner-large "
-        f"--benchmark miniworld --limit {config['eval_items']} --prompt paper-train --max-new-tokens 64 "
+        "Reproduce the figures from the shipped weights: `python -m evals.run "
+        + " ".join(f"--captioner miniworld:{n}" for n in CAPTIONERS[1::-1] + (CAPTIONERS[2:] if config.get("pool_claim") else ()))
+        + " " + " ".join(f"--reasoner miniworld:{n}" for n in ("reasoner-small", "reasoner-large")
+                         + (("reasoner-other",) if config.get("pool_claim") else ()))
+        + f" --benchmark miniworld --limit {config['eval_items']} --prompt paper-train --max-new-tokens 64 "
         "--caption-max-new-tokens 64 --mode decoupled --mode direct --mode blind`.",
         "",
         "Settings: `" + json.dumps(config) + "`",
@@ -349,11 +367,23 @@ def _pool_section(found: dict[str, Any]) -> list[str]:
         f"| pool VPO − single VPO, large reasoner (a pool member) | {_diff_cell(c['large'])} |",
         "",
         f"Claim 5 **{verdict}** on these {c['n']} items: the pool's captions {'beat' if c['holds'] else 'do not beat'} the "
-        "single reasoner's for a reasoner neither saw. How many bar values a caption gives (right or wrong) is what "
-        "a reasoner can read: the table shows how far each VPO run moved the captioner away from the SFT habit of "
-        "naming two bars.",
+        f"single reasoner's for a reasoner neither saw. The two VPO captioners write the same caption on "
+        f"{100 * c['same_captions']:.0f}% of the items. How many bar values a caption gives (right or wrong) is what "
+        "a reasoner can read: both VPO runs moved the captioner from the SFT habit of naming two bars to naming "
+        f"{caps['captioner']['bars']:.2f} and {caps['captioner-pool']['bars']:.2f} of 4.",
         "",
+        *([_POOL_WHY, ""] if not c["holds"] and abs(caps["captioner"]["bars"] - caps["captioner-pool"]["bars"]) < 0.25 else []),
     ]
+
+
+_POOL_WHY = (
+    "Why the pool does not help here, as we read it: in this world every reasoner reads the same description format "
+    "(`bar A: 7; ...`), so what any of them needs from a caption is the same — every bar the question touches, read "
+    "right. The single reasoner's optimum (name every bar) is already every reasoner's, and the pool converges to it "
+    "too; a pool can only add where reasoners want different things from a caption (detail, wording, order), which "
+    "these reasoners, trained on one format, do not. The test of claim 5 needs reasoners that disagree about good "
+    "captions, e.g. ones trained on different description styles."
+)
 
 
 def _guard_section(found: dict[str, Any], out: Path) -> list[str]:
@@ -368,8 +398,8 @@ def _guard_section(found: dict[str, Any], out: Path) -> list[str]:
 
     what = {"captioner-sft": "SFT (before VPO)", "captioner": "VPO, no guard", "captioner-guarded": "VPO, leak guard",
             "captioner-pool": "pool VPO, no guard"}
-    rows = [f"| {what[name]} (`{name}`) | {100 * caps[name]['leak_rate']:.1f} | {training_leaks(name)} |"
-            for name in CAPTIONERS if name in caps]
+    rows = [f"| {what[name]} (`{name}`) | {100 * caps[name]['leak_rate']:.1f} | {training_leaks(name)} | "
+            f"{100 * caps[name]['direct_flagged']:.1f} |" for name in CAPTIONERS if name in caps]
     guard = found.get("guard")
     return [
         "## Reward hacking: captions that state the answer",
@@ -380,11 +410,16 @@ def _guard_section(found: dict[str, Any], out: Path) -> list[str]:
         "rate every step (`rewards/leak_penalty/mean`, minus the rate), and `--leak_penalty 1` takes a leaking "
         "caption's reward away. `captioner-guarded` is `captioner`'s VPO run with the guard on.",
         "",
-        "| captioner | held-out captions stating an answer (%) | during VPO: first 10 → last 10 steps (%) |",
-        "|---|---|---|",
+        "| captioner | held-out captions stating an answer (%) | during VPO: first 10 → last 10 steps (%) | "
+        "its direct answers flagged (%) |",
+        "|---|---|---|---|",
         *rows,
         "",
         *([f"Small reasoner, guarded − unguarded VPO captions: {_diff_cell(guard)} points.", ""] if guard else []),
+        *(["No held-out caption states an answer, before or after VPO, with or without the guard: the SFT captioner "
+           "answers only when asked the question itself (the check flags those answers: last column), and VPO did not "
+           "teach it to answer in its captions, so here the guard had nothing to remove.", ""]
+          if all(caps[name]["leak_rate"] == 0 for name in caps) else []),
     ]
 
 
