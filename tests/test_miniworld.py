@@ -336,7 +336,7 @@ def test_two_lanes_train_the_captioner_beside_the_reasoners(tmp_path):
     tiny = {"steps": 3, "batch_size": 2, "examples": 6, "warmup_steps": 0}
     config = MiniworldConfig(reasoner_small=sft.SFTStage(**tiny), reasoner_large=sft.SFTStage(**tiny),
                              captioner=(sft.CaptionerPhase(**tiny, full_probability=1.0, direct_fraction=0.0),),
-                             vpo_steps=1)
+                             vpo_steps=1, pool_claim=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
