@@ -131,35 +131,7 @@ def test_sft_collator_matches_direct_forward(captioner):
 
 
 def test_grpo_logprobs_match_direct_forward(tiny_captioner_path, tmp_path):
-    from rapid_agent.testing import fact_reasoner
-    from training.config import RECIPES, parse_args
-    from training.data import load_training_data
-    from training.vpo import build_trainer
-
-    config, model_args = parse_args(
-        [
-            "--config",
-            str(RECIPES / "miniworld.yaml"),
-            "--model_name_or_path",
-            str(tiny_captioner_path),
-            "--reasoner",
-            "tiny",
-            "--max_samples",
-            "2",
-            "--num_generations",
-            "2",
-            "--per_device_train_batch_size",
-            "4",
-            "--max_completion_length",
-            "8",
-            "--max_steps",
-            "1",
-            "--output_dir",
-            str(tmp_path / "vpo"),
-        ]
-    )
-    rows = load_training_data(config)
-    trainer = build_trainer(config, model_args, reasoners=[fact_reasoner({})], train_dataset=rows)
+    config, rows, trainer = _grpo_trainer(tiny_captioner_path, tmp_path, "--max_completion_length", "8")
     batch = [rows[i] for i in range(2) for _ in range(2)]
     inputs = trainer._generate_and_score_completions(batch)
     ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
@@ -228,37 +200,10 @@ def test_grpo_logprobs_match_direct_forward_with_two_images(tiny_captioner_path,
     """Two images per prompt: TRL's GRPO log-probs (whole batch, per-sample chunks, per-step slices) are the direct forward's."""
     from trl.data_utils import prepare_multimodal_messages
 
-    from rapid_agent.testing import fact_reasoner
-    from training.config import RECIPES, parse_args
-    from training.image_checks import check_rollout_batch, install_image_checks
-    from training.vpo import build_trainer
+    from training.image_checks import check_rollout_batch
 
-    config, model_args = parse_args(
-        [
-            "--config",
-            str(RECIPES / "miniworld.yaml"),
-            "--model_name_or_path",
-            str(tiny_captioner_path),
-            "--reasoner",
-            "tiny",
-            "--num_generations",
-            "2",
-            "--per_device_train_batch_size",
-            "4",
-            "--steps_per_generation",
-            "2",
-            "--max_completion_length",
-            "8",
-            "--max_steps",
-            "1",
-            "--output_dir",
-            str(tmp_path / "vpo"),
-        ]
-    )
-    rows = _two_image_rows(list(world.tasks("train", 2, seed=config.seed)))
-    trainer = install_image_checks(
-        build_trainer(config, model_args, reasoners=[fact_reasoner({})], train_dataset=rows), rows
-    )
+    config, rows, trainer = _grpo_trainer(tiny_captioner_path, tmp_path, "--steps_per_generation", "2",
+                                          "--max_completion_length", "8", rows=_two_image_rows)
     model, processor = trainer.model, trainer.processing_class
     batch = [rows[i] for i in range(2) for _ in range(2)]
 
@@ -332,37 +277,9 @@ def test_rollout_check_catches_grids_split_per_sample(tiny_captioner_path, tmp_p
     import trl.trainer.grpo_trainer as grpo_trainer
 
     from rapid_agent.errors import ConfigError
-    from rapid_agent.testing import fact_reasoner
-    from training.config import RECIPES, parse_args
-    from training.image_checks import install_image_checks
-    from training.vpo import build_trainer
 
-    config, model_args = parse_args(
-        [
-            "--config",
-            str(RECIPES / "miniworld.yaml"),
-            "--model_name_or_path",
-            str(tiny_captioner_path),
-            "--reasoner",
-            "tiny",
-            "--num_generations",
-            "2",
-            "--per_device_train_batch_size",
-            "4",
-            "--steps_per_generation",
-            "2",
-            "--max_completion_length",
-            "4",
-            "--max_steps",
-            "1",
-            "--output_dir",
-            str(tmp_path / "vpo"),
-        ]
-    )
-    rows = _two_image_rows(list(world.tasks("train", 2, seed=config.seed)))
-    trainer = install_image_checks(
-        build_trainer(config, model_args, reasoners=[fact_reasoner({})], train_dataset=rows), rows
-    )
+    _, rows, trainer = _grpo_trainer(tiny_captioner_path, tmp_path, "--steps_per_generation", "2",
+                                     "--max_completion_length", "4", rows=_two_image_rows)
     split = grpo_trainer.split_pixel_values_by_grid
 
     def split_grids_per_sample(batch):  # the single-image assumption: one grid row per sample
@@ -375,3 +292,22 @@ def test_rollout_check_catches_grids_split_per_sample(tiny_captioner_path, tmp_p
     trainer.model.train()
     with pytest.raises(ConfigError, match=r"2 image_grid_thw rows for 4 images.*issues/4488"):
         trainer._prepare_inputs([rows[i] for i in range(2) for _ in range(2)])
+
+
+def _grpo_trainer(captioner, tmp_path, *flags: str, rows=None):
+    """TRL's GRPO trainer on the miniworld recipe with the tiny captioner and a scripted reasoner, one step,
+    two captions per prompt; `rows(tasks)` builds the data from the recipe's first two training tasks (the
+    recipe's own rows otherwise)."""
+    from rapid_agent.testing import fact_reasoner
+    from training.config import RECIPES, parse_args
+    from training.data import load_training_data
+    from training.vpo import build_trainer
+
+    config, model_args = parse_args([
+        "--config", str(RECIPES / "miniworld.yaml"), "--model_name_or_path", str(captioner), "--reasoner", "tiny",
+        "--max_samples", "2", "--num_generations", "2", "--per_device_train_batch_size", "4", "--max_steps", "1",
+        "--output_dir", str(tmp_path / "vpo"), *flags,
+    ])  # fmt: skip
+    data = rows(list(world.tasks("train", 2, seed=config.seed))) if rows is not None else load_training_data(config)
+    return config, data, build_trainer(config, model_args, reasoners=[fact_reasoner({})], train_dataset=data)
+

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-from collections import defaultdict
 
 import pytest
 
 from rapid_agent.miniworld import world
 from rapid_agent.testing import ScriptedChatModel
+from rapid_agent.testing.reward_logs import RewardLogs
 from training.guards import DescribeCheck, LeakPenalty, find_leak, parse_yes_no
 
 BARS = ["bar A", "bar B", "bar C", "bar D"]
@@ -132,23 +132,12 @@ def test_miniworld_reasoner_work_is_caught():
         assert find_leak(work, list(task.options or [])) == (task.letter or task.answer), work
 
 
-class Logs:
-    def __init__(self):
-        self.metrics: dict[str, list[float]] = defaultdict(list)
-        self.extra: dict[str, list] = {}
-
-    def metric(self, name, value):
-        self.metrics[name].append(value)
-
-    def column(self, name, values):
-        self.extra[name] = values
-
 
 def test_leak_penalty_on_strings_and_messages_with_options():
     penalty = LeakPenalty()
     assert penalty.__name__ == "leak_penalty" and not inspect.iscoroutinefunction(type(penalty).__call__)
     captions = ["bar A: 7; bar B: 15", "\\boxed{15}", "bar A: 7\nB", "bar A: 7\nB"]
-    logs = Logs()
+    logs = RewardLogs()
     rewards = penalty(
         prompts=[[{"role": "user", "content": "..."}]] * 4,
         completions=[[{"role": "assistant", "content": c}] for c in captions],
@@ -204,7 +193,7 @@ def _judge(**kwargs) -> ScriptedChatModel:
 
 def _check(check, captions, *, options=None, logs=None):
     n = len(captions)
-    logs = logs or Logs()
+    logs = logs or RewardLogs()
     return asyncio.run(
         check(
             prompts=[[{"role": "user", "content": "..."}]] * n,
@@ -224,7 +213,7 @@ def test_describe_check_penalises_what_the_judge_calls_solving_and_survives_the_
     assert check.__name__ == "describe_check" and inspect.iscoroutinefunction(
         type(check).__call__
     )  # TRL awaits it
-    logs = Logs()
+    logs = RewardLogs()
     captions = ["bar A: 7; bar B: 15", "bar A: 7; bar B: 15; the sum is 22", "GARBAGE", "RAISE"]
     rewards = _check(check, captions, options=[["x", "y"], [], None, []], logs=logs)
     assert rewards == [0.0, -1.0, 0.0, 0.0]  # unparseable and failed judge calls score 0.0
@@ -251,7 +240,7 @@ class _BrokenJudge:
 
 
 def test_describe_check_survives_a_failed_batch():
-    logs = Logs()
+    logs = RewardLogs()
     assert _check(DescribeCheck(_BrokenJudge()), ["a", "b"], logs=logs) == [0.0, 0.0]
     assert logs.metrics["vpo/describe_check_errors"] == [2.0] and logs.extra["describes"] == [
         "error",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import defaultdict
 
 import pytest
 
@@ -12,27 +11,17 @@ from rapid_agent import build_rapid_graph
 from rapid_agent.graph import DEFAULT_RETRY
 from rapid_agent.models.spec import ModelResolver
 from rapid_agent.testing import ScriptedChatModel, fact_reasoner
+from rapid_agent.testing.reward_logs import RewardLogs
 from training.config import VPOConfig
 from training.reward import GraphReward, PoolReasoner, caption_length, zero_variance_fraction
 
 FAST_RETRY = DEFAULT_RETRY._replace(initial_interval=0.01, jitter=False)  # same retry rule, short waits
 
 
-class Logs:
-    def __init__(self):
-        self.metrics: dict[str, list[float]] = defaultdict(list)
-        self.extra: dict[str, list] = {}
-
-    def metric(self, name, value):
-        self.metrics[name].append(value)
-
-    def column(self, name, values):
-        self.extra[name] = values
-
 
 def _call(reward, captions, gold, *, question="How many circles?", options=None, logs=None, row_ids=None):
     n = len(captions)
-    logs = logs or Logs()
+    logs = logs or RewardLogs()
     return asyncio.run(
         reward(
             prompts=[[{"role": "user", "content": "..."}]] * n,
@@ -54,7 +43,7 @@ def test_reward_is_whether_the_reasoner_reading_the_caption_answers_right():
     reasoner = fact_reasoner({"three red circles": "3", "two red circles": "2"})
     reward = GraphReward(build_rapid_graph(reasoner=reasoner))
     captions = ["There are three red circles.", "I see two red circles.", "A white picture.", "THREE RED CIRCLES"]
-    logs = Logs()
+    logs = RewardLogs()
     rewards = _call(reward, captions, "3", logs=logs, row_ids=["a", "a", "b", "b"])
     assert rewards == [1.0, 0.0, 0.0, 1.0]
     assert len(reasoner.calls) == 4
@@ -80,7 +69,7 @@ def test_k_reasoner_samples_are_averaged():
     answers = itertools.cycle(["\\boxed{3}", "\\boxed{4}"])
     reasoner = ScriptedChatModel(respond=lambda messages: next(answers))
     reward = GraphReward(build_rapid_graph(reasoner=reasoner), samples=4)
-    logs = Logs()
+    logs = RewardLogs()
     assert _call(reward, ["caption one", "caption two"], "3", logs=logs) == [0.5, 0.5]
     assert len(reasoner.calls) == 8
     assert logs.metrics["vpo/frac_zero_std_groups"] == [1.0]
@@ -106,7 +95,7 @@ def test_concurrency_limit_is_respected():
 def test_transient_errors_are_retried_by_the_graph():
     reasoner = ScriptedChatModel(respond=lambda messages: "\\boxed{3}", fail_times=2, error=ConnectionError)
     reward = GraphReward(build_rapid_graph(reasoner=reasoner, retry_policy=FAST_RETRY))
-    logs = Logs()
+    logs = RewardLogs()
     assert _call(reward, ["a", "b"], "3", logs=logs) == [1.0, 1.0]
     assert len(reasoner.calls) == 4 and logs.metrics["vpo/reasoner_errors"] == [0.0]
 
@@ -118,7 +107,7 @@ def test_errors_and_timeouts_after_retries_give_no_reward_and_are_counted(failed
     for reasoner, timeout in ((broken, None), (hung, 0.2)):
         graph = build_rapid_graph(reasoner=reasoner, call_timeout_s=timeout, retry_policy=FAST_RETRY)
         reward = GraphReward(graph, samples=2, failed_reward=failed_reward)
-        logs = Logs()
+        logs = RewardLogs()
         assert _call(reward, ["a", "b"], "3", logs=logs) == [failed_reward, failed_reward]
         assert logs.metrics["vpo/reasoner_errors"] == [4.0] and logs.extra["reasoner_answer"][0].startswith("<error")
         assert len(reasoner.calls) == 12  # 4 samples x 3 attempts (the graph's retry policy)
@@ -128,7 +117,7 @@ def test_errors_and_timeouts_after_retries_give_no_reward_and_are_counted(failed
 def test_partial_failures_average_over_the_answered_samples():
     reasoner = ScriptedChatModel(respond=lambda messages: "\\boxed{3}", fail_times=3, error=ValueError)  # not retried
     reward = GraphReward(build_rapid_graph(reasoner=reasoner), samples=4, concurrency=1)
-    logs = Logs()
+    logs = RewardLogs()
     assert _call(reward, ["a"], "3", logs=logs) == [1.0]
     assert logs.metrics["vpo/reasoner_errors"] == [3.0]
 
@@ -145,7 +134,7 @@ def test_served_reasoner_works_on_a_fresh_event_loop(reasoner_server):
     earlier = ModelResolver(generation={"reasoner": settings}).resolve(reasoner_server.spec, "reasoner")
     asyncio.run(earlier.ainvoke("hello"))  # this loop closes, leaving its pooled connections behind
     reasoner = ModelResolver(generation={"reasoner": settings}).resolve(reasoner_server.spec, "reasoner")
-    logs = Logs()
+    logs = RewardLogs()
     rewards = _call(GraphReward(build_rapid_graph(reasoner=reasoner)), ["a", "b", "c"], "3", logs=logs)
     assert logs.metrics["vpo/reasoner_errors"] == [0.0] and all(r is not None for r in rewards)
 
@@ -162,7 +151,7 @@ def test_a_pool_scores_every_caption_with_every_reasoner_weighted():
     graph, small, large = _pool_graph_and_members()
     pool = [PoolReasoner("small", small, weight=3.0), PoolReasoner("large", large, weight=1.0)]
     reward = GraphReward(graph, pool=pool, samples=2)
-    logs = Logs()
+    logs = RewardLogs()
     rewards = _call(reward, ["three red circles", "3 circles", "nothing"], "3", logs=logs, row_ids=["a", "a", "a"])
     assert rewards == [1.0, 0.25, 0.0]  # (3 x 1 + 1 x 1) / 4, (3 x 0 + 1 x 1) / 4, nobody
     assert len(small.calls) == len(large.calls) == 3 * 2  # every caption, every reasoner, k samples
@@ -189,7 +178,7 @@ def test_a_sampled_pool_reads_each_group_with_one_reasoner_drawn_the_same_on_eve
     other = GraphReward(graph, pool=pool, pool_mode="sample", seed=3)
     assert other.readers(groups[2:6], step=5) == readers[2:6]
     assert reward.readers(groups, step=6) != readers  # a new draw each step
-    logs = Logs()
+    logs = RewardLogs()
     rewards = asyncio.run(reward(
         prompts=[[]] * 4, completions=["3 circles"] * 4, question=["How many?"] * 4, answer=["3"] * 4,
         row_id=["q0"] * 4, trainer_state=_State(5), log_metric=logs.metric,

@@ -29,7 +29,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from rapid_agent.answers import last_boxed, strip_think
 from rapid_agent.prompts import format_question
-from training.reward import completion_text
+from training.reward import completion_text, row_options
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -227,13 +227,6 @@ MetricLogger = Callable[[str, float], None]
 ColumnLogger = Callable[[str, list], None]
 
 
-def _row_options(options: Sequence[Sequence[str] | None] | None, n: int) -> list[list[str] | None]:
-    """TRL's ``options`` column (a list per row; empty or None: no options) as lists or None."""
-    if options is None:
-        return [None] * n
-    return [list(opt) or None if opt is not None else None for opt in options]
-
-
 class LeakPenalty:
     """TRL reward function: ``-penalty`` for a caption that states a final answer (`find_leak`), else 0.0.
 
@@ -259,7 +252,7 @@ class LeakPenalty:
         log_extra: ColumnLogger | None = None,
         **_: Any,
     ) -> list[float]:
-        opts = _row_options(options, len(completions))
+        opts = row_options(options, len(completions))
         leaks = [find_leak(completion_text(c), o) for c, o in zip(completions, opts, strict=True)]
         if log_metric is not None:
             log_metric(
@@ -360,7 +353,7 @@ class DescribeCheck:
         **_: Any,
     ) -> list[float]:
         n = len(completions)
-        opts = _row_options(options, n)
+        opts = row_options(options, n)
         batch = [self.messages(question[i], opts[i], completion_text(completions[i])) for i in range(n)]
         try:
             replies: list[Any] = await self.judge.abatch(

@@ -42,6 +42,13 @@ def completion_text(completion: Any) -> str:
     return "".join(str(message.get("content") or "") for message in completion)
 
 
+def row_options(options: Sequence[Sequence[str] | None] | None, n: int) -> list[list[str] | None]:
+    """TRL's `options` column (a list per row; empty or None: no options) as lists or None."""
+    if options is None:
+        return [None] * n
+    return [list(opt) or None if opt is not None else None for opt in options]
+
+
 @dataclass(frozen=True)
 class PoolReasoner:
     """One reasoner of the reward's pool: its metric name, the model (or spec), its weight, and the
@@ -109,7 +116,7 @@ class GraphReward:
     ) -> list[float | None]:
         n, k = len(completions), self.samples
         captions = [completion_text(c) for c in completions]
-        opts = [list(o) or None if o is not None else None for o in (options or [None] * n)]
+        opts = row_options(options, n)
         ids = list(row_id) if row_id else [str(i) for i in range(n)]
         readers = self.readers(ids, getattr(trainer_state, "global_step", 0))
         jobs = [(i, m) for i in range(n) for m in readers[i]]  # (caption, pool member), each read k times
