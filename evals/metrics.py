@@ -4,20 +4,29 @@ Plain proportions get Wilson 95% intervals; metrics over composite units (WeMath
 DynaMath seeds' averages) get a seeded bootstrap over those units. Accuracy counts every sample, but
 each sample also has an outcome (`status`): an infrastructure failure is an *error*, never a wrong
 answer, and paired comparisons use only the samples both runs completed.
+
+Items that repeat one problem (MathVerse versions, DynaMath variants, WeMath parts) are not
+independent: where a benchmark names a cluster key (`Benchmark.cluster_by`), accuracy intervals and
+paired comparisons resample whole clusters (a cluster bootstrap), the paired test flips the sign of
+whole clusters' differences, and standard errors are clustered as lmms-eval's `clustered_stderr`.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-Z95 = 1.959963984540054
+from rapid_agent.errors import InputError
+
+Z95 = 1.959963984540054  # z_{1 - 0.05/2}
+Z_POWER80 = 0.8416212335729143  # z_{0.80}: the power at which a minimum detectable difference is quoted
 BOOTSTRAP_REPS = 2000
 Status = Literal["correct", "wrong", "truncated", "error"]
 
@@ -42,7 +51,10 @@ class Outcome:
 
 
 class Score(BaseModel):
-    """A metric value in [0, 1] with its 95% interval and the number of units it averages."""
+    """A metric value in [0, 1] with its 95% interval and the number of units it averages.
+
+    `clusters`: how many independent clusters the interval resampled (None: the `n` units themselves).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -50,6 +62,7 @@ class Score(BaseModel):
     low: float
     high: float
     n: int
+    clusters: int | None = None
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -68,8 +81,54 @@ def proportion(k: int, n: int) -> Score:
     return Score(value=k / n if n else 0.0, low=low, high=high, n=n)
 
 
-def accuracy(outcomes: Sequence[Outcome]) -> Score:
-    return proportion(sum(o.correct for o in outcomes), len(outcomes))
+def accuracy(outcomes: Sequence[Outcome], *, cluster_by: str | None = None, seed: int = 0) -> Score:
+    """Share of correct outcomes: a Wilson interval for independent items, else a cluster bootstrap over
+    `metadata[cluster_by]` (whole clusters resampled; the statistic is correct items / items resampled)."""
+    k, n = sum(o.correct for o in outcomes), len(outcomes)
+    if cluster_by is None:
+        return proportion(k, n)
+    units = [(sum(c), len(c)) for c in clusters([(cluster_of(o, cluster_by), o.correct) for o in outcomes])]
+    if k in (0, n):  # every resample agrees: no spread to read, so Wilson over the clusters (the fewest units)
+        low, high = wilson(0 if k == 0 else len(units), len(units))
+    else:
+        low, high = bootstrap_interval(units, lambda us: sum(u[0] for u in us) / sum(u[1] for u in us), seed=seed)
+    return Score(value=k / n if n else 0.0, low=low, high=high, n=n, clusters=len(units))
+
+
+def cluster_of(outcome: Outcome, cluster_by: str) -> Hashable:
+    """The cluster of an outcome: its `metadata[cluster_by]` (the problem it repeats)."""
+    value = outcome.metadata.get(cluster_by)
+    if value is None:
+        raise InputError(f"sample {outcome.id!r} has no metadata {cluster_by!r}, its benchmark's cluster key")
+    return value
+
+
+def clusters(items: Sequence[tuple[Hashable, Any]]) -> list[list[Any]]:
+    """The values of `(cluster, value)` pairs grouped by cluster, clusters in first-seen order."""
+    groups: dict[Hashable, list[Any]] = {}
+    for cluster, value in items:
+        groups.setdefault(cluster, []).append(value)
+    return list(groups.values())
+
+
+def clustered_stderr(scores: Sequence[float], cluster_ids: Sequence[Hashable]) -> float:
+    """Standard error of the mean of `scores` where items sharing a cluster id are correlated.
+
+    SE² = Var(s)/n + (1/n²) Σ_c Σ_{i≠j in c} (s_i − s̄)(s_j − s̄): Eq. 4 of Miller, "Adding Error Bars to
+    Evals" (arXiv 2411.00640), as lmms-eval computes it (`lmms_eval/api/metrics.py::clustered_stderr`,
+    Var with ddof 1, no finite-cluster correction). Singleton clusters give the plain SE exactly.
+    """
+    n = len(scores)
+    if n != len(cluster_ids):
+        raise InputError(f"{n} scores but {len(cluster_ids)} cluster ids")
+    if n < 2:
+        return 0.0
+    mean = sum(scores) / n
+    plain = sum((s - mean) ** 2 for s in scores) / (n - 1) / n
+    cross = 0.0
+    for group in clusters([(c, s - mean) for c, s in zip(cluster_ids, scores, strict=True)]):
+        cross += sum(group) ** 2 - sum(d * d for d in group)  # Σ_{i≠j} d_i d_j
+    return math.sqrt(max(0.0, plain + cross / (n * n)))
 
 
 def bootstrap_interval(
@@ -192,9 +251,13 @@ def dynamath_metrics(outcomes: Sequence[Outcome], *, seed: int = 0) -> dict[str,
 
 
 class Comparison(BaseModel):
-    """Run A minus run B on the samples both completed (paired bootstrap interval, McNemar's exact test).
+    """Run A minus run B on the samples both completed.
 
-    `dropped` counts the samples left out: errored in either run, or evaluated by one run only.
+    The interval is a paired (cluster) bootstrap; `p_value` is McNemar's exact test for independent
+    items, and for clustered items (`cluster_by`) an exact sign-flip test over the clusters' summed
+    differences (`test` names which). `mdd`: the smallest difference this comparison could detect
+    (`minimum_detectable_difference`). `dropped` counts the samples left out: errored in either run,
+    or evaluated by one run only.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -212,35 +275,77 @@ class Comparison(BaseModel):
     only_a_correct: int
     only_b_correct: int
     p_value: float
+    test: str
+    cluster_by: str | None
+    clusters: int
+    mdd: float
 
 
-def mcnemar_exact(only_a: int, only_b: int) -> float:
-    """Two-sided exact McNemar p-value: a binomial test of the discordant pairs at p = 1/2."""
-    n = only_a + only_b
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
-    return min(1.0, 2 * tail)
+def sign_flip_p(differences: Sequence[int]) -> float:
+    """Two-sided exact sign-flip test that paired differences centre on 0.
+
+    Each entry is one cluster's summed A − B difference; under the null each keeps or flips its sign
+    with probability 1/2, independently. The p-value is P(|Σ ±d_c| ≥ |Σ d_c|), computed exactly by
+    convolving one binomial per distinct |d_c|. With one item per cluster (d in {−1, 0, 1}) this is
+    McNemar's exact test on the discordant pairs.
+    """
+    observed = abs(sum(differences))
+    dist, total = np.ones(1), 0  # dist[j] = P(S = j − total)
+    for size, count in Counter(abs(d) for d in differences if d).items():
+        spread = np.zeros(2 * size * count + 1)
+        spread[:: 2 * size] = [math.comb(count, i) / 2**count for i in range(count + 1)]
+        dist, total = np.convolve(dist, spread), total + size * count
+    sums = np.arange(len(dist)) - total
+    return min(1.0, float(dist[np.abs(sums) >= observed].sum()))
+
+
+def minimum_detectable_difference(se: float, units: int) -> float:
+    """Smallest true difference detected with 80% power by a two-sided test at alpha 0.05:
+    (z_{0.975} + z_{0.80}) · SE(difference), as lmms-eval's `power_analysis` minimum detectable effect.
+
+    A difference δ needs at least a share δ of discordant pairs, so its SE is at least sqrt(δ(1 − δ)/units);
+    the MDD is therefore never below z²/(units + z²) (z = z_{0.975} + z_{0.80}), the value that bound
+    gives. It holds where the run shows little or no discordance (identical runs: SE 0).
+    """
+    z = Z95 + Z_POWER80
+    return max(z * se, z * z / (units + z * z))
 
 
 def compare(
-    a: str, b: str, benchmark: str, correct_a: dict[str, bool | None], correct_b: dict[str, bool | None], *, seed: int = 0
+    a: str, b: str, benchmark: str, correct_a: dict[str, bool | None], correct_b: dict[str, bool | None], *,
+    cluster_by: str | None = None, cluster_ids: Mapping[str, Hashable] | None = None, seed: int = 0,
 ) -> Comparison:
-    """Compare two runs (sample id → correct, None for a sample that errored) on the samples both completed."""
+    """Compare two runs (sample id → correct, None for a sample that errored) on the samples both completed.
+
+    With `cluster_by`, `cluster_ids` maps each sample id to its cluster (`cluster_of`): the bootstrap
+    resamples whole clusters of pairs and the test flips whole clusters (McNemar's assumes independent pairs).
+    """
     ids = sorted(i for i in set(correct_a) & set(correct_b) if correct_a[i] is not None and correct_b[i] is not None)
-    pairs = [(bool(correct_a[i]), bool(correct_b[i])) for i in ids]
+    owners: list[Hashable] = list(ids)  # each sample its own cluster, unless clustered
+    if cluster_by is not None:
+        known = cluster_ids or {}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise InputError(f"{benchmark}: clustered by {cluster_by!r}, but sample {missing[0]!r} has no cluster id")
+        owners = [known[i] for i in ids]
+    diffs = [int(bool(correct_a[i])) - int(bool(correct_b[i])) for i in ids]
+    units = [(sum(c), len(c)) for c in clusters(list(zip(owners, diffs, strict=True)))]
+    n, k = len(ids), len(units)
 
-    def diff(units: Sequence[tuple[bool, bool]]) -> float:
-        return sum(x - y for x, y in units) / len(units) if units else 0.0
+    def diff(us: Sequence[tuple[int, int]]) -> float:
+        return sum(u[0] for u in us) / sum(u[1] for u in us) if us else 0.0
 
-    low, high = bootstrap_interval(pairs, diff, seed=seed)
-    n = len(pairs)
-    only_a = sum(x and not y for x, y in pairs)
-    only_b = sum(y and not x for x, y in pairs)
+    if any(diffs):
+        low, high = bootstrap_interval(units, diff, seed=seed)
+    else:  # no pair disagrees, so no resample does: |A − B| ≤ the discordant share, at most Wilson's bound for 0 of k
+        low, high = -wilson(0, k)[1], wilson(0, k)[1]
     return Comparison(
         a=a, b=b, benchmark=benchmark, n=n, dropped=len(set(correct_a) | set(correct_b)) - n,
-        accuracy_a=sum(x for x, _ in pairs) / n if n else 0.0,
-        accuracy_b=sum(y for _, y in pairs) / n if n else 0.0,
-        difference=diff(pairs), low=low, high=high,
-        only_a_correct=only_a, only_b_correct=only_b, p_value=mcnemar_exact(only_a, only_b),
+        accuracy_a=sum(bool(correct_a[i]) for i in ids) / n if n else 0.0,
+        accuracy_b=sum(bool(correct_b[i]) for i in ids) / n if n else 0.0,
+        difference=diff(units), low=low, high=high,
+        only_a_correct=diffs.count(1), only_b_correct=diffs.count(-1),
+        p_value=sign_flip_p([u[0] for u in units]),
+        test="McNemar exact" if cluster_by is None else f"sign-flip exact over {cluster_by} clusters",
+        cluster_by=cluster_by, clusters=k, mdd=minimum_detectable_difference(clustered_stderr(diffs, owners), k),
     )

@@ -1,11 +1,26 @@
-"""Aggregate metrics against hand-computed values, intervals and paired tests."""
+"""Aggregate metrics against hand-computed values, intervals and paired tests (plain and clustered)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from evals.metrics import Outcome, accuracy, bootstrap_interval, compare, mcnemar_exact, status, wilson
+from evals.metrics import (
+    Z95,
+    Z_POWER80,
+    Outcome,
+    accuracy,
+    bootstrap_interval,
+    clustered_stderr,
+    compare,
+    minimum_detectable_difference,
+    sign_flip_p,
+    status,
+    wilson,
+)
 from evals.tasks import get_benchmark
+from rapid_agent.errors import InputError
 
 
 def outcomes(spec: list[tuple[str, bool, dict]]) -> list[Outcome]:
@@ -100,19 +115,119 @@ def test_dynamath_average_and_worst_case_over_seeds():
     assert metrics["worst"].value == 0.5 and metrics["worst"].n == 4  # seeds 1 and 4 right in every variant
 
 
-def test_mcnemar_exact_and_paired_bootstrap():
-    assert mcnemar_exact(1, 6) == pytest.approx(2 * (1 + 7) / 2**7)  # 0.125
-    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(3, 3) == 1.0
+@pytest.mark.parametrize(("only_a", "only_b", "expected"), [
+    (1, 6, 2 * (1 + 7) / 2**7),  # McNemar's exact test: 0.125
+    (3, 0, 0.25), (0, 0, 1.0), (3, 3, 1.0),
+])
+def test_sign_flip_over_single_items_is_mcnemars_exact_test(only_a, only_b, expected):
+    assert sign_flip_p([1] * only_a + [-1] * only_b + [0] * 5) == pytest.approx(expected)  # agreeing pairs count 0
+
+
+@pytest.mark.parametrize(("cluster_differences", "expected"), [
+    ([3, 1], 0.5),  # signs (+,+) and (-,-) reach |4|: 2 of 4 equally likely flips
+    ([2, 2, -1], 0.5),  # S in {±5, ±3, ±1, ±1}: |S| >= 3 in 4 of 8 flips
+    ([4], 1.0),  # one cluster cannot show anything
+])
+def test_sign_flip_over_clusters_flips_whole_clusters(cluster_differences, expected):
+    assert sign_flip_p(cluster_differences) == pytest.approx(expected)
+
+
+def test_paired_bootstrap_and_mcnemar_for_independent_items():
     a = {str(i): i < 8 for i in range(10)}  # 8/10 right
     b = {str(i): i < 5 for i in range(10)} | {"extra": True}  # 5/10 on the shared ids
     result = compare("A", "B", "bench", a, b, seed=1)
     assert result.n == 10 and result.dropped == 1 and result.accuracy_a == 0.8 and result.accuracy_b == 0.5
     assert result.difference == pytest.approx(0.3)
     assert (result.only_a_correct, result.only_b_correct) == (3, 0)
-    assert result.p_value == pytest.approx(0.25)
+    assert (result.p_value, result.test, result.cluster_by, result.clusters) == (pytest.approx(0.25), "McNemar exact", None, 10)
     assert 0.0 <= result.low <= 0.3 <= result.high <= 0.6
-    same = compare("A", "A2", "bench", a, dict(a))
-    assert (same.difference, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("cluster_by", [None, "problem"])
+def test_identical_runs_differ_by_zero_with_an_interval_as_wide_as_zero_discordance_allows(cluster_by):
+    a = {str(i): i % 3 == 0 for i in range(60)}
+    ids = {str(i): i // 6 for i in range(60)} if cluster_by else None  # 10 problems of 6 versions
+    same = compare("A", "A2", "bench", a, dict(a), cluster_by=cluster_by, cluster_ids=ids)
+    units = 10 if cluster_by else 60
+    bound = wilson(0, units)[1]  # |A − B| <= the share of discordant units, 0 of `units` seen
+    assert (same.difference, same.p_value, same.clusters) == (0.0, 1.0, units)
+    assert (same.low, same.high) == (-bound, bound) and bound > 0.05
+    z = Z95 + Z_POWER80
+    assert same.mdd == pytest.approx(z * z / (units + z * z))  # never 0: no run detects every difference
+
+
+def _pairs(pattern: list[tuple[bool, bool]], copies: int) -> tuple[dict[str, bool], dict[str, bool]]:
+    items = [(f"{k}-{i}", pair) for k in range(copies) for i, pair in enumerate(pattern)]
+    return {i: p[0] for i, p in items}, {i: p[1] for i, p in items}
+
+
+def test_minimum_detectable_difference_shrinks_like_one_over_root_n():
+    pattern = [(True, False)] * 15 + [(False, True)] * 10 + [(True, True)] * 13 + [(False, False)] * 12
+    mdd = {copies: compare("A", "B", "b", *_pairs(pattern, copies)).mdd for copies in (1, 4, 16)}
+    assert mdd[1] / mdd[4] == pytest.approx(2, rel=0.02) and mdd[1] / mdd[16] == pytest.approx(4, rel=0.02)
+    se = math.sqrt((25 - 50 * 0.1**2) / 49 / 50)  # Var(A − B) from the discordance (15 − 10 of 50), ddof 1
+    assert mdd[1] == pytest.approx((Z95 + Z_POWER80) * se)
+    assert minimum_detectable_difference(0.0, 100) == pytest.approx(0.0728, abs=1e-4)  # the floor at 100 units
+
+
+@pytest.mark.parametrize(("scores", "cluster_ids", "expected"), [
+    ([1, 1, 0, 0], ["a", "b", "c", "d"], math.sqrt(1 / 3 / 4)),  # singletons: the plain SE, Var/n (ddof 1)
+    ([1, 1, 0, 0], ["a", "a", "b", "b"], math.sqrt(1 / 12 + 1 / 16)),  # + (1/n²) Σ_c Σ_{i≠j} d_i d_j = 1/16
+    ([1, 0, 1, 0], ["a", "a", "b", "b"], math.sqrt(1 / 12 - 1 / 16)),  # anti-correlated pairs narrow it
+    ([1.0], ["a"], 0.0),
+])
+def test_clustered_stderr_is_lmms_evals_formula(scores, cluster_ids, expected):
+    assert clustered_stderr(scores, cluster_ids) == pytest.approx(expected)
+
+
+def _clustered_outcomes(correct: list[bool], size: int) -> list[Outcome]:
+    """`size` items per problem, each with its problem's outcome (perfectly correlated within a problem)."""
+    return [Outcome(id=f"{p}v{v}", correct=ok, metadata={"problem": p}) for p, ok in enumerate(correct) for v in range(size)]
+
+
+def test_clustered_interval_is_wider_when_items_repeat_a_problem_and_naive_for_singletons():
+    problems = [i % 5 < 3 for i in range(80)]  # 48 of 80 problems right (60%)
+    repeated = _clustered_outcomes(problems, 5)  # 400 items, 80 independent units
+    naive, clustered = accuracy(repeated), accuracy(repeated, cluster_by="problem", seed=0)
+    assert naive.value == clustered.value == 0.6 and (naive.n, clustered.n, clustered.clusters) == (400, 400, 80)
+    assert clustered.high - clustered.low > 1.8 * (naive.high - naive.low)  # about sqrt(5) wider
+    singles = _clustered_outcomes(problems * 5, 1)  # the same 400 outcomes, each its own problem
+    plain, single = accuracy(singles), accuracy(singles, cluster_by="problem", seed=0)
+    # bootstrap noise with 2000 seeded resamples: a few steps of 1/400 at each end
+    assert single.low == pytest.approx(plain.low, abs=0.01) and single.high == pytest.approx(plain.high, abs=0.01)
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    assert (single.low, single.high) == bootstrap_interval([o.correct for o in singles], mean, seed=0)
+
+
+@pytest.mark.parametrize(("correct", "expected"), [(False, (0.0, wilson(0, 8)[1])), (True, (wilson(8, 8)[0], 1.0))])
+def test_clustered_interval_with_no_spread_is_wilsons_over_the_clusters(correct, expected):
+    score = accuracy(_clustered_outcomes([correct] * 8, 3), cluster_by="problem")
+    assert (score.low, score.high) == pytest.approx(expected)
+
+
+def test_clustered_comparison_resamples_problems_and_flips_their_signs():
+    # 20 problems x 4 versions; A beats B on every version of 4 problems, B beats A on all of 1: 16 vs 4 items
+    a, b = _pairs([(True, False)] * 16 + [(False, True)] * 4 + [(True, True)] * 60, 1)
+    ids = {i: int(i.split("-")[1]) // 4 for i in a}
+    plain = compare("A", "B", "b", a, b, seed=0)
+    clustered = compare("A", "B", "b", a, b, cluster_by="problem", cluster_ids=ids, seed=0)
+    assert plain.difference == clustered.difference == pytest.approx(0.15) and clustered.clusters == 20
+    assert clustered.p_value == pytest.approx(sign_flip_p([4, 4, 4, 4, -4])) == pytest.approx(0.375)
+    assert plain.p_value < 0.05 < clustered.p_value  # McNemar on the 80 items overstates the evidence
+    assert clustered.high - clustered.low > plain.high - plain.low and clustered.mdd > plain.mdd
+    assert clustered.test == "sign-flip exact over problem clusters"
+
+
+@pytest.mark.parametrize(("outcomes_", "cluster_ids", "message"), [
+    ([Outcome(id="1", correct=True, metadata={})], None, "sample '1' has no metadata 'problem'"),
+    (None, {"x": 1}, "clustered by 'problem', but sample '1' has no cluster id"),
+])
+def test_a_missing_cluster_id_is_named(outcomes_, cluster_ids, message):
+    with pytest.raises(InputError, match=message):
+        if outcomes_ is not None:
+            accuracy(outcomes_, cluster_by="problem")
+        else:
+            compare("A", "B", "b", {"1": True}, {"1": False}, cluster_by="problem", cluster_ids=cluster_ids)
 
 
 def test_paired_comparison_uses_only_samples_both_runs_completed():
