@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -230,6 +231,18 @@ def test_dynamath_variants_seeds_and_float_tolerance():
     assert right(flt, "-1.2504") and not right(flt, "-1.26")
     assert by_id(samples)["1@v1"].answer_type == "multiple_choice" and right(by_id(samples)["1@v1"], "B")
     assert [s.id for s in load("dynamath", "sample_variant2")] == ["1@v2", "2@v2", "3@v2"]
+
+
+@pytest.mark.parametrize(("name", "key", "items_per_problem"), [
+    ("mathverse", "problem", {"1": 6, "2": 2}),  # the versions of one problem_index
+    ("dynamath", "seed", {"1": 2, "2": 2, "3": 2}),  # the variants of one seed question
+    ("wemath", "problem", {"1": 3, "2": 4}),  # the parts and the composite question of one ID
+    *[(name, None, None) for name in ("mathvista", "mathvision", "mmmu", "mmstar", "logicvista", "bundled", "miniworld")],
+])
+def test_benchmarks_repeating_a_problem_declare_its_cluster_key_and_samples_carry_it(name, key, items_per_problem):
+    assert get_benchmark(name).cluster_by == key  # None: independent items (Wilson intervals, McNemar)
+    if key is not None:
+        assert Counter(s.metadata[key] for s in load(name)) == items_per_problem
 
 
 def test_bundled_benchmark_is_generated_offline_and_deterministic():

@@ -47,4 +47,5 @@ BENCHMARK = Benchmark(
     metrics=dynamath_metrics,
     headline=("worst",),
     order=_order,
+    cluster_by="seed",  # the ten variants of one seed question
 )

@@ -50,4 +50,5 @@ BENCHMARK = Benchmark(
     default_split="testmini",
     to_sample=to_sample,
     metrics=by_group("version"),
+    cluster_by="problem",  # the six versions of one problem_index
 )

@@ -46,5 +46,6 @@ BENCHMARK = Benchmark(
     to_sample=to_sample,
     metrics=wemath_metrics,
     headline=("score_strict", "score_loose"),
+    cluster_by="problem",  # the one-step parts and the composite question of one ID
     order=lambda s: (s.metadata["problem"], s.metadata["key"]),
 )
