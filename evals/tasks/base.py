@@ -14,7 +14,7 @@ import ast
 import fnmatch
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,10 @@ _BENCH_PATTERNS = tuple(f"{{bench}}{ext}" for ext in _DATA_SUFFIXES)
 _ONLY_FILE = "the folder's only data file"
 _METADATA_FILES = {"dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json"}  # not rows
 logger = logging.getLogger(__name__)
+
+
+CaptionCheck = Callable[[str, Mapping[str, Any], Sequence[str]], bool | None]
+"""`(sample id, metadata, captions)` -> whether the captions state, right, everything the question needs (None: cannot tell)."""
 
 
 class Split(BaseModel):
@@ -124,7 +128,9 @@ class Benchmark(BaseModel):
     `order` sorts samples (so `--limit` keeps composite problems and seed variants together);
     `cluster_by` names the metadata key of the problem a sample repeats (MathVerse versions, DynaMath
     variants, WeMath parts; None: independent items): intervals and paired tests resample whole problems;
-    `generate` replaces the Hub for benchmarks built by code (the bundled one).
+    `generate` replaces the Hub for benchmarks built by code (the bundled one); `caption_holds`, where
+    a benchmark knows exactly what each question needs, tells whether captions state all of it, right
+    (`CaptionCheck`; `evals.attribution` uses it to attribute errors to perception or reasoning).
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -140,6 +146,7 @@ class Benchmark(BaseModel):
     order: Callable[[Sample], Any] | None = None
     generate: Callable[[str], list[dict[str, Any]]] | None = None
     cluster_by: str | None = None
+    caption_holds: CaptionCheck | None = None
 
     def split(self, name: str | None) -> tuple[str, Split]:
         name = name or self.default_split
