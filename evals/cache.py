@@ -27,6 +27,7 @@ from rapid_agent.models.spec import GenerationSettings
 from rapid_agent.prompts import PromptPreset, format_question
 
 Kind = Literal["caption", "tentative"]
+JudgeKind = Literal["judge-extract", "judge-score"]
 _APPLICATION_ID = 0x52415044  # "RAPD": marks a SQLite file as this cache
 _SCHEMA_VERSION = 1
 _COLUMNS = ("key", "kind", "captioner", "preset", "text", "usage", "created")
@@ -79,7 +80,7 @@ class PerceptionCache:
         self.hits += 1
         return Entry(text=row[0], usage=json.loads(row[1]))
 
-    def put(self, key: str, kind: Kind, captioner: str, preset: str, entry: Entry) -> None:
+    def put(self, key: str, kind: Kind | JudgeKind, captioner: str, preset: str, entry: Entry) -> None:
         with self._guard():
             self._db.execute(
                 "INSERT OR REPLACE INTO perception VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -171,3 +172,16 @@ def image_hash(source: ImageSource) -> str:
     else:
         digest.update(Path(source).read_bytes())
     return digest.hexdigest()
+
+
+def judge_key(
+    kind: JudgeKind, judge: str, prompt: str, messages: list[tuple[str, str]], generation: GenerationSettings, seed: int,
+) -> str:
+    """The cache key of one LLM-judge call (`evals.judge`), kept in the same store as the captions: it
+    hashes the step (extract or score), the judge's identity, its prompt's `name@version`, the exact
+    (role, text) messages sent (the sample's question and the response are in them) and the decoding
+    settings (with the seed when sampling)."""
+    decoding = {"temperature": generation.temperature, "top_p": generation.top_p, "max_new_tokens": generation.max_new_tokens}
+    payload = {"kind": kind, "judge": judge, "prompt": prompt, "messages": messages,
+               "decoding": decoding | ({"seed": seed} if generation.temperature > 0 else {})}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -8,7 +8,9 @@
 `prepare` validates the request and loads images once; `caption` (the MLLM describes, conditioned
 on the question) and `tentative` (the MLLM answers directly, for presets that use it) run
 concurrently; `reason` (the text-only reasoner) answers from the caption(s). A state that already
-carries `captions` skips `caption`.
+carries `captions` skips `caption`. With `caption_cache`, `caption` and `tentative` are cached by
+LangGraph's node cache under the captioner's identity, the images, the question and the preset
+(`rapid_agent.caching`); a run whose captioner outputs all came from it reads `perception_cached`.
 
 Trust (see docs/serving.md, "Threat model"):
 
@@ -30,11 +32,13 @@ import contextvars
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableLambda
+from langgraph.cache.base import BaseCache
 from langgraph.channels import EphemeralValue
 from langgraph.constants import TAG_HIDDEN
 from langgraph.graph import END, START, StateGraph
@@ -45,6 +49,14 @@ from langgraph.types import Overwrite, RetryPolicy
 from typing_extensions import NotRequired
 
 from rapid_agent.answers import extract_answer, last_boxed, strip_think
+from rapid_agent.caching import (
+    CACHED_FLAG,
+    PERCEPTION_KEYS,
+    check_perception_keys,
+    open_caption_cache,
+    perception_cache_policy,
+    perception_keys,
+)
 from rapid_agent.errors import BackendError, ConfigError, InputError, RapidError
 from rapid_agent.images import ImagePolicy, check_data_url, load_images, to_data_url
 from rapid_agent.models.spec import ModelResolver
@@ -69,6 +81,7 @@ _EMPTY_INPUT: dict[str, Any] = {"images": [], "options": None, "captions": [], "
 
 class _GraphState(RapidState):
     image_urls: NotRequired[list[str]]
+    perception_keys: NotRequired[dict[str, str]]
     supplied_fields: NotRequired[Annotated[tuple[str, ...], EphemeralValue]]
 
 
@@ -113,6 +126,8 @@ def build_rapid_graph(
     resolver: ModelResolver | None = None,
     call_timeout_s: float | None = None,
     max_text_chars: int | TextLimit = MAX_TEXT_CHARS,
+    caption_cache: BaseCache | str | Path | None = None,
+    caption_cache_ttl_s: int | None = None,
     name: str = "rapid",
 ) -> CompiledStateGraph:
     """Build the compiled RAPID graph.
@@ -129,6 +144,10 @@ def build_rapid_graph(
         call_timeout_s: bound on each model call; a call that exceeds it fails as a (retried) `BackendError`.
         max_text_chars: longest question, option, caption, tentative answer or re-caption request (a
             `TextLimit` also names the setting that sets it, for messages).
+        caption_cache: opt-in cache of the captioner's outputs (`caption`, `tentative`): a LangGraph
+            `BaseCache` (`InMemoryCache()`, `SqliteCache(path=...)`, ...), `":memory:"`, or a SQLite file
+            path; keyed per call's captioner (see `rapid_agent.caching`). None: no cache.
+        caption_cache_ttl_s: seconds a cached output lives (None: for ever).
 
     Per call, `context=RapidContext(...)` overrides captioner, reasoner, preset and loop rounds.
     """
@@ -144,6 +163,7 @@ def build_rapid_graph(
     )
     limits = _Limits(text=max_text_chars, policy=image_policy or ImagePolicy())
     resolver = resolver or ModelResolver()
+    cache = open_caption_cache(caption_cache)
 
     def settings() -> _Settings:
         runtime = get_runtime(RapidContext)  # None in `update_state`, which runs the routing functions
@@ -177,10 +197,16 @@ def build_rapid_graph(
         # given captions skip `caption`, but a re-caption round still needs the images
         needs_images = bool(missing) or (_may_recaption(s) and s.max_recaption_rounds > 0)
         images = load_images(request.get("images") or [], limits.policy) if needs_images else []
+        urls = [to_data_url(image) for image in images]
+        keys = {}
+        if cache is not None and s.captioner is not None:
+            keys = perception_keys(s.captioner, s.preset, urls, request["question"], request.get("options"))
         return {
             # this run's input, and nothing left over from an earlier run on the same thread
             **{field: empty for field, empty in _EMPTY_INPUT.items() if field not in request},
-            "image_urls": [to_data_url(image) for image in images],
+            "image_urls": urls,
+            PERCEPTION_KEYS: keys,
+            CACHED_FLAG: None,  # starts over (`all_cached`)
             "recaption_requests": [],
             "reasoning": None,
             "answer": None,
@@ -198,9 +224,15 @@ def build_rapid_graph(
             targets.append("tentative")
         return targets or ["reason"]
 
-    def caption_request(state: _GraphState) -> tuple[BaseChatModel, list[BaseMessage], dict[str, Any]]:
+    def checked(state: _GraphState) -> _Settings:
         s = settings()
         _check_state(state, s, limits)
+        if cache is not None:  # what this node computes is stored under the state's keys
+            check_perception_keys(state, _need(s.captioner, "captioner"), s.preset)
+        return s
+
+    def caption_request(state: _GraphState) -> tuple[BaseChatModel, list[BaseMessage], dict[str, Any]]:
+        s = checked(state)
         question = format_question(state["question"], state.get("options"))
         if _recaption_pending(state):
             text = s.preset.recaption_user.format(question=question, request=state["recaption_requests"][-1])
@@ -209,16 +241,15 @@ def build_rapid_graph(
         return _need(s.captioner, "captioner"), _vision_messages(s.preset.caption_system, state, text), {}
 
     def caption_update(state: _GraphState, reply: AIMessage) -> dict[str, Any]:
-        return {"captions": [*(state.get("captions") or []), reply.text]}
+        return {"captions": [*(state.get("captions") or []), reply.text], CACHED_FLAG: False}
 
     def tentative_request(state: _GraphState) -> tuple[BaseChatModel, list[BaseMessage], dict[str, Any]]:
-        s = settings()
-        _check_state(state, s, limits)
+        s = checked(state)
         text = format_question(state["question"], state.get("options"))
         return _need(s.captioner, "captioner"), _vision_messages(s.preset.tentative_system, state, text), {}
 
     def tentative_update(state: _GraphState, reply: AIMessage) -> dict[str, Any]:
-        return {"tentative_answer": reply.text}
+        return {"tentative_answer": reply.text, CACHED_FLAG: False}
 
     def reason_request(state: _GraphState) -> tuple[BaseChatModel, list[BaseMessage], dict[str, Any]]:
         s = settings()
@@ -262,15 +293,18 @@ def build_rapid_graph(
 
     builder = StateGraph(_GraphState, context_schema=RapidContext, input_schema=RapidInput, output_schema=RapidOutput)
     builder.add_node("prepare", prepare)
-    builder.add_node("caption", _model_node("caption", caption_request, caption_update, call_timeout_s), retry_policy=retry_policy)
-    builder.add_node("tentative", _model_node("tentative", tentative_request, tentative_update, call_timeout_s), retry_policy=retry_policy)
+    cached = {kind: perception_cache_policy(kind, caption_cache_ttl_s) if cache is not None else None for kind in ("caption", "tentative")}
+    builder.add_node("caption", _model_node("caption", caption_request, caption_update, call_timeout_s),
+                     retry_policy=retry_policy, cache_policy=cached["caption"])
+    builder.add_node("tentative", _model_node("tentative", tentative_request, tentative_update, call_timeout_s),
+                     retry_policy=retry_policy, cache_policy=cached["tentative"])
     builder.add_node("reason", _model_node("reason", reason_request, reason_update, call_timeout_s), retry_policy=retry_policy)
     builder.add_edge(START, "prepare")
     builder.add_conditional_edges("prepare", route_start, ["caption", "tentative", "reason"])
     builder.add_edge("caption", "reason")
     builder.add_edge("tentative", "reason")
     builder.add_conditional_edges("reason", route_after_reason, ["caption", END])
-    return _mark_input(builder.compile(name=name))
+    return _mark_input(builder.compile(name=name, cache=cache))
 
 
 def _mark_input(graph: CompiledStateGraph) -> CompiledStateGraph:

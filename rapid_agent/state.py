@@ -51,6 +51,12 @@ class RapidInput(TypedDict):
     tentative_answer: NotRequired[str | None]
 
 
+def all_cached(current: bool | None, new: bool | None) -> bool | None:
+    """`perception_cached` over a run's captioner outputs: True while each came from the cache; a
+    None write (the start of a run) starts over."""
+    return new if current is None or new is None else current and new
+
+
 class RapidState(RapidInput):
     """The full state: inputs plus everything the nodes produce."""
 
@@ -60,6 +66,7 @@ class RapidState(RapidInput):
     round: NotRequired[int]
     truncated: NotRequired[bool]
     usage: NotRequired[Annotated[list[NodeUsage], operator.add]]
+    perception_cached: NotRequired[Annotated[bool | None, all_cached]]
 
 
 class RapidOutput(TypedDict):
@@ -69,7 +76,10 @@ class RapidOutput(TypedDict):
     is kept as `<think>...</think>`) and its reply; `answer` is extracted from the reply only.
     `truncated` is True when the reasoner stopped inside its thinking (an unclosed `<think>`) or was
     cut off by its token limit (`finish_reason == "length"`) before a `\\boxed{}` answer; `answer` is
-    then None. Re-caption requests are never truncated.
+    then None. Re-caption requests are never truncated. `perception_cached` is True when every
+    captioner output of the run came from the caption cache (`rapid_agent.caching`), False when one
+    was computed, None when the run asked the captioner nothing; a cached output's `usage` entry is
+    the one of the call that made it.
     """
 
     question: str
@@ -82,6 +92,7 @@ class RapidOutput(TypedDict):
     round: int
     truncated: bool
     usage: list[NodeUsage]
+    perception_cached: NotRequired[bool | None]
 
 
 class RapidContext(BaseModel):

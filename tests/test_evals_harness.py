@@ -384,7 +384,8 @@ def test_perception_cache_keys_and_model_identity(tmp_path):
     assert "base=hf:Qwen/Qwen2.5-VL-3B-Instruct" in first
     (adapter / "adapter_model.safetensors").write_bytes(b"\x01" + b"\x00" * 2_499_999)  # retrained in place
     assert model_identity(f"hf:{adapter}") != first
-    assert model_identity("openai:my-model@http://127.0.0.1:1/v1") == model_identity("openai:my-model@http://127.0.0.1:2/v1")
+    # a served model is its name at its server: two servers may serve other weights under one name
+    assert model_identity("openai:my-model@http://127.0.0.1:1/v1") != model_identity("openai:my-model@http://127.0.0.1:2/v1")
 
 
 def test_cli_bad_input_gets_clear_messages(tmp_path, capsys):

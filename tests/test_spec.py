@@ -105,7 +105,9 @@ def test_identity_of_a_local_folder_is_its_files(tmp_path):
 @pytest.mark.parametrize(
     ("spec", "identity"),
     [
-        ("openai:my-model@http://127.0.0.1:8001/v1", "openai:my-model"),  # the name, not the URL
+        # the name at its server: two servers may serve other weights under one name
+        ("openai:my-model@http://127.0.0.1:8001/v1", "openai:my-model@http://127.0.0.1:8001/v1"),
+        ("openai:my-model@http://127.0.0.1:8001/v1/", "openai:my-model@http://127.0.0.1:8001/v1"),
         ("openai:gpt-4o-mini", "openai:gpt-4o-mini"),
         ("hf:no-such-org/no-such-model", "hf:no-such-org/no-such-model@unknown"),  # a Hub id nowhere in the cache
         ("anthropic:claude-sonnet-4-5", "anthropic:claude-sonnet-4-5"),
