@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from evals.judge import PromptMode
 from evals.store import Mode, config_digest
 from evals.tasks import get_benchmark
 from rapid_agent.errors import ConfigError
@@ -77,6 +78,7 @@ class EvalConfig(BaseModel):
     captioner_generation: GenerationSettings = GenerationSettings()
     reasoner_generation: GenerationSettings = GenerationSettings()
     judge: str | None = None
+    judge_prompt: PromptMode = "official"
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
@@ -107,6 +109,8 @@ class EvalConfig(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The JSON form compared when a run is resumed (settings that cannot change results left out)."""
         data = self.model_dump(mode="json")
+        if self.judge is None:
+            del data["judge_prompt"]  # no judge: the setting decides nothing (and digests stay as before it)
         for role in ("captioner_generation", "reasoner_generation"):
             data[role] = {k: v for k, v in data[role].items() if k not in ("timeout_s", "max_batch_size")}
         # the weights behind each spec: a folder retrained (or a package upgraded) under the same

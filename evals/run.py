@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from evals.config import MODES, BenchmarkRef, EvalConfig, captioner_folders, combined_digest
 from evals.console import describe_totals
+from evals.judge import PROMPT_MODES
 from evals.merge import merge
 from evals.report import PLOT_FILE, REPORT_FILE, SUMMARY_FILE
 from evals.runner import RunOptions, default_cache_path, run_eval
@@ -70,6 +71,10 @@ def parser() -> argparse.ArgumentParser:
     models.add_argument("--max-recaption-rounds", type=int, default=0)
     models.add_argument("--judge", metavar="SPEC", help="LLM answer extractor (off): reads every response, decides those "
                         "the rules find no answer in; the report lists where its verdict and the rules' differ")
+    models.add_argument("--judge-prompt", choices=PROMPT_MODES, default="official",
+                        help="the judge's prompts: official (each benchmark's official pipeline's extraction prompt, "
+                        "with its examples; MathVerse: extract, then score; the generic prompt where a pipeline has no "
+                        "LLM step) or generic (default: %(default)s)")
     data = p.add_argument_group("benchmarks")
     data.add_argument("--benchmark", action="append", dest="benchmarks", metavar="NAME[:SPLIT][=PATH]",
                       help="repeatable (default: the main job's, miniworld)")
@@ -156,6 +161,7 @@ def config_from_args(args: argparse.Namespace, captioner: str) -> EvalConfig:
         captioner_generation=generation(args.caption_temperature, args.caption_top_p, args.caption_max_new_tokens),
         reasoner_generation=generation(args.temperature, args.top_p, args.reason_max_new_tokens),
         judge=args.judge,
+        judge_prompt=args.judge_prompt,
     )
 
 

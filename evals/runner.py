@@ -12,7 +12,8 @@
    once, failures included, as errors: a failed backend is an *error*, never a wrong answer, and an
    output the graph reports as cut off by its token limit is recorded as `truncated`, with no answer
    (the answer contract: `rapid_agent.answers`). With a judge, every output is also read by the
-   judge and both verdicts are kept (see `evals.judge`).
+   judge, with the prompt `--judge-prompt` picks per benchmark (printed once), and both verdicts are
+   kept (see `evals.judge`); its replies are cached beside the captions.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from tqdm.auto import tqdm
 from evals.cache import Entry, PerceptionCache, image_hash, perception_key
 from evals.config import EvalConfig, RunSpec
 from evals.console import describe_record
-from evals.judge import Judge, JudgeVerdict
+from evals.judge import Judge, JudgeVerdict, choose_prompt, judge_grade
 from evals.precheck import check_endpoints
 from evals.report import Summary, record_status, write_reports
 from evals.sample import Sample
-from evals.scoring import grade_prediction, grade_sample
+from evals.scoring import grade_sample
 from evals.store import RunStore, SampleRecord
 from evals.tasks import get_benchmark
 from rapid_agent.errors import BackendError
@@ -81,6 +82,8 @@ class RunResult(BaseModel):
     new_records: int
     errors: int
     truncated: int
+    judge_calls: int = 0
+    judge_cache_hits: int = 0
 
     @property
     def captioner_calls(self) -> int:
@@ -121,6 +124,7 @@ class Evaluator:
         self.graph = build_rapid_graph(resolver=self.resolver, retry_policy=retry)
         self.perception_calls = {"caption": 0, "tentative": 0}
         self.new_records = 0
+        self.judge: Judge | None = None
 
     def model(self, spec: str, role: str) -> BaseChatModel:
         return self.models[spec] if spec in self.models else self.resolver.resolve(spec, role)
@@ -151,7 +155,7 @@ class Evaluator:
                 skip=self.models, resolve=self.resolver.resolve,
             )
             percepts = self._perceive(runs, todo, cache)
-            judge = Judge(self.model(self.config.judge, "reasoner"), self.config.judge) if self.config.judge else None
+            judge = self.judge = self._judge(cache) if self.config.judge and pending_runs else None
             for run in pending_runs:
                 self._reason(run, todo[run.label], percepts, store, judge)
         finally:
@@ -167,6 +171,7 @@ class Evaluator:
             tentative_calls=self.perception_calls["tentative"], cache_hits=cache.hits if cache is not None else 0,
             new_records=self.new_records, errors=sum(r.error is not None for r in records),
             truncated=sum(record_status(r) == "truncated" for r in records),
+            judge_calls=self.judge.calls if self.judge else 0, judge_cache_hits=self.judge.cache_hits if self.judge else 0,
         )
 
     # ------------------------------------------------------------------ perception
@@ -241,6 +246,15 @@ class Evaluator:
         return percepts
 
     # ------------------------------------------------------------------ reasoning
+
+    def _judge(self, cache: PerceptionCache | None) -> Judge:
+        """The judge, its calls cached under its weights' identity; says which prompt each benchmark gets."""
+        spec, mode = self.config.judge, self.config.judge_prompt
+        for name in dict.fromkeys(ref.name for ref in self.config.benchmarks):
+            tqdm.write(f"judge prompt: {choose_prompt(name, mode).describe()}")
+        return Judge(self.model(spec, "reasoner"), spec, mode=mode, cache=cache,
+                     identity=spec if spec in self.models else model_identity(spec),
+                     generation=self.config.reasoner_generation, seed=self.config.seed)
 
     def _reason(self, run: RunSpec, items: list[_Item], percepts: dict, store: RunStore, judge: Judge | None) -> None:
         """Run one report row over its pending samples, appending each record as it finishes."""
@@ -328,7 +342,7 @@ class Evaluator:
         truncated = bool(out.get("truncated", False))  # set by the graph when the reasoner hit its token limit
         grade = grade_sample(sample, output, truncated=truncated)  # the answer contract: see rapid_agent.answers
         if verdict is not None:
-            judged = grade_prediction(sample, verdict.answer, via="judge") if verdict.answer is not None else None
+            judged = judge_grade(sample, verdict)
             verdict = verdict.model_copy(update={
                 "correct": None if verdict.error else judged is not None and judged.correct, "rule_correct": grade.correct,
             })

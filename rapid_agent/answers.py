@@ -32,13 +32,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 from pydantic import BaseModel, ConfigDict
 
 from rapid_agent.errors import InputError
+from rapid_agent.units import parse_unit
 
 __all__ = [
     "MAX_EXAMINED_CHARS",
@@ -194,7 +195,10 @@ _MARKER = re.compile(
     re.IGNORECASE,
 )
 _BARE_MARKER = re.compile(r"(?im)^[ \t*#]*(?:final\s+)?answer\b[ \t]*(?P<ans>[^:：\s][^\n]*)$")
-_VERB = r"(?:is|are|equals|=|would\s+be|will\s+be|should\s+be)(?:\s+(?:approximately|about|roughly))?"
+_VERB = (
+    r"(?:(?:is|are|equals|would\s+be|will\s+be|should\s+be)\b|=)"  # \b: "the area is" has no verb "are"
+    r"(?:\s+(?:approximately|about|roughly|therefore|thus|hence|then|clearly))?"
+)
 _CONCLUSION = re.compile(
     r"^(?:(?:so|thus|therefore|hence|finally|overall|in\s+conclusion)\b[\s,:]*)?"
     rf"(?P<subject>[^\n]{{0,120}}?)\s+{_VERB}\s*:?\s*(?P<ans>[^\n]+)$",
@@ -219,8 +223,8 @@ def _unwrap(ans: str) -> str:
     if boxes is not None:
         return ", ".join(b.strip() for b in boxes)
     ans = ans.rstrip(" .。")
-    if ans.replace("\\$", "").count("$") % 2:  # a lone "$": currency ("$1.45") or MMMU's "Answer: $LETTER"
-        ans = re.sub(r"(?<!\\)\$(?=\d|\.\d|\(?[A-Z]\)?(?:\W|$))", "", ans, count=1)
+    if ans.replace("\\$", "").count("$") % 2:  # a lone "$": currency ("$1.45", "1.45$") or "Answer: $LETTER"
+        ans = re.sub(r"(?<!\\)\$(?=\d|\.\d|\(?[A-Z]\)?(?:\W|$))|(?<=\d)\s?\$(?=\s|$)", "", ans, count=1)
     for pattern in (r"\$\$(.+)\$\$", r"\$(.+)\$", r"\\\((.+)\\\)", r"\\\[(.+)\\\]", r"`(.+)`", r'"(.+)"'):
         if (inner := re.fullmatch(pattern, ans, re.DOTALL)) and "$" not in inner.group(1).replace("\\$", ""):
             ans = inner.group(1).strip().rstrip(".")
@@ -396,11 +400,14 @@ def _next_line(text: str, pos: int) -> str:
 
 # --------------------------------------------------------------------------- normalisation
 
-_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,\\!|\\,|\\!|\\ |[\u2009\u202f])(?=\d{3}(?!\d))")
+_WRAPPERS = re.compile(
+    r"\\(?:text|textnormal|textbf|textit|textrm|textsf|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}"
+)
+_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,\\!\s*|\\,|\\!|\\ |[\u2009\u202f])(?=\d{3}(?!\d))")
+_CURRENCY = re.compile(r"[€£¥₹]")
 _SPACING = re.compile(r"\\left|\\right|\\[,;:! ]|~")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|°")
-_NUM = r"(?:\d+(?:,\d{3})+(?:\.\d*)?|\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_NUM = r"(?:\d+(?:,\d{3})+(?:\.\d*)?|\d{1,3}(?: \d{3})+(?!\d)(?:\.\d*)?|\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _VALUE = re.compile(
     rf"(?P<sign>[-+]?)\s*(?:\\frac\{{(?P<fn>{_NUM})\}}\{{(?P<fd>{_NUM})\}}|(?P<n>{_NUM})(?:\s*/\s*(?P<d>{_NUM}))?)"
 )
@@ -429,12 +436,20 @@ def _norm_text(text: str) -> str:
     return text.strip(" .,;:!?\"'`*")
 
 
-def _plain_number(text: str, unit: str | None) -> tuple[float, bool] | None:
-    """(value, is_percent) for a plain number with optional sign, unit, degree sign or percent."""
+class _Number(NamedTuple):
+    value: float
+    percent: bool
+    unit: str
+    """The unit written after the number ("" for none)."""
+
+
+def _plain_number(text: str, unit: str | None) -> _Number | None:
+    """A plain number with optional sign, currency symbol, unit, degree sign or percent; ``unit`` (a
+    benchmark's unit of its answers) is dropped where it stands as a whole word."""
     text = _ASSIGNMENT.sub("", _clean(text))
     if unit and unit.strip():
-        text = text.replace(unit.strip(), " ")
-    text = _DEGREE.sub(" ", text).strip()
+        text = re.sub(rf"(?<![A-Za-z]){re.escape(unit.strip())}(?![A-Za-z])", " ", text)
+    text = _CURRENCY.sub(" ", _DEGREE.sub(" ", text)).strip()
     is_percent = bool(re.search(r"\\?%$", text))
     text = re.sub(r"\\?%$", "", text).strip()
     match = _VALUE.match(text)
@@ -442,28 +457,36 @@ def _plain_number(text: str, unit: str | None) -> tuple[float, bool] | None:
         return None
     num, den = (match["fn"], match["fd"]) if match["fn"] else (match["n"], match["d"] or "1")
     try:
-        value = float(num.replace(",", "")) / float(den.replace(",", ""))
+        value = float(re.sub("[, ]", "", num)) / float(re.sub("[, ]", "", den))
     except (ValueError, ZeroDivisionError):
         return None
-    return (-value if match["sign"] == "-" else value), is_percent
+    return _Number(-value if match["sign"] == "-" else value, is_percent, text[match.end() :].strip())
 
 
-def _numbers(text: str, unit: str | None, percent_as_fraction: bool, symbolic: bool) -> list[float] | None:
-    """Candidate numeric values of ``text`` (two for a percent with ``percent_as_fraction``);
-    with ``symbolic``, closed forms like ``2\\pi`` are evaluated through math_verify."""
-    plain = _plain_number(text, unit)
+def _numbers(text: str, cfg: _Config, symbolic: bool) -> tuple[list[float], str] | None:
+    """(candidate numeric values, unit) of ``text``: two values for a percent with
+    ``percent_as_fraction``; with ``symbolic``, closed forms like ``2\\pi`` are evaluated through
+    math_verify."""
+    plain = _plain_number(text, cfg.unit)
     if plain is not None:
-        value, is_percent = plain
-        return [value, value / 100] if is_percent and percent_as_fraction else [value]
+        values = [plain.value, plain.value / 100] if plain.percent and cfg.percent_as_fraction else [plain.value]
+        return values, plain.unit
     if not symbolic or not _is_math(_clean(text)):
         return None
     for item in _mv_parse(text):
         if not isinstance(item, str) and getattr(item, "is_number", False):
             try:
-                return [float(item)]
+                return [float(item)], ""
             except (TypeError, ValueError, OverflowError):
                 return None
     return None
+
+
+def _unit_scale(pred_unit: str, gold_unit: str) -> float | None:
+    """Factor converting a value in the prediction's unit into the gold's ("cm" -> "m": 0.01): 1
+    unless both are units of `rapid_agent.units`; None for units of different dimensions."""
+    pred, gold = parse_unit(pred_unit), parse_unit(gold_unit)
+    return 1.0 if pred is None or gold is None else pred.factor_to(gold)
 
 
 # --------------------------------------------------------------------------- math_verify
@@ -524,12 +547,14 @@ def _close(a: float, b: float, cfg: _Config, integer: bool) -> bool:
 def _numeric_equal(
     pred: str, gold: str, cfg: _Config, integer: bool = False, symbolic: bool = True
 ) -> bool | None:
-    """Numeric comparison; None when either side is not a number."""
-    pred_values = _numbers(pred, cfg.unit, cfg.percent_as_fraction, symbolic)
-    gold_values = _numbers(gold, cfg.unit, cfg.percent_as_fraction, symbolic)
-    if pred_values is None or gold_values is None:
+    """Numeric comparison, in the gold's unit (its own, else the benchmark's ``unit``) where both
+    sides carry a unit of length, mass or time; None when either side is not a number."""
+    pred_numbers, gold_numbers = _numbers(pred, cfg, symbolic), _numbers(gold, cfg, symbolic)
+    if pred_numbers is None or gold_numbers is None:
         return None
-    return any(_close(p, g, cfg, integer) for p in pred_values for g in gold_values)
+    (pred_values, pred_unit), (gold_values, gold_unit) = pred_numbers, gold_numbers
+    scale = _unit_scale(pred_unit, gold_unit or cfg.unit or "")
+    return scale is not None and any(_close(p * scale, g, cfg, integer) for p in pred_values for g in gold_values)
 
 
 def _is_words(text: str) -> bool:

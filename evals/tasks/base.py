@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from evals.judge_prompts import OfficialJudge
 from evals.metrics import MetricsFn
 from evals.sample import ImageSource, Sample
 from rapid_agent.errors import ConfigError, InputError
@@ -130,7 +131,8 @@ class Benchmark(BaseModel):
     variants, WeMath parts; None: independent items): intervals and paired tests resample whole problems;
     `generate` replaces the Hub for benchmarks built by code (the bundled one); `caption_holds`, where
     a benchmark knows exactly what each question needs, tells whether captions state all of it, right
-    (`CaptionCheck`; `evals.attribution` uses it to attribute errors to perception or reasoning).
+    (`CaptionCheck`; `evals.attribution` uses it to attribute errors to perception or reasoning);
+    `judge_prompt` names the official pipeline whose LLM prompt `--judge` uses (`evals.judge`; None: none known).
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -147,6 +149,7 @@ class Benchmark(BaseModel):
     generate: Callable[[str], list[dict[str, Any]]] | None = None
     cluster_by: str | None = None
     caption_holds: CaptionCheck | None = None
+    judge_prompt: OfficialJudge | None = None
 
     def split(self, name: str | None) -> tuple[str, Split]:
         name = name or self.default_split

@@ -8,6 +8,8 @@ counts only when every evaluated variant is right).
 
 from __future__ import annotations
 
+from evals import judge_prompts
+from evals.judge_prompts import OfficialJudge
 from evals.metrics import dynamath_metrics
 from evals.sample import Sample
 from evals.tasks.base import Benchmark, Row, Split
@@ -48,4 +50,8 @@ BENCHMARK = Benchmark(
     headline=("worst",),
     order=_order,
     cluster_by="seed",  # the ten variants of one seed question
+    judge_prompt=OfficialJudge(
+        pipeline="open-compass/VLMEvalKit:vlmeval/dataset/dynamath.py", prompt=judge_prompts.DYNAMATH,
+        note="the DynaMath authors' evaluation scripts read the JSON answer by rules",
+    ),
 )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
+from evals import judge_prompts
+from evals.judge_prompts import OfficialJudge
 from evals.metrics import by_group
 from evals.sample import Sample
 from evals.tasks.base import Benchmark, Row, Split
@@ -53,4 +55,8 @@ BENCHMARK = Benchmark(
     default_split="test",
     to_sample=to_sample,
     metrics=by_group("skill"),
+    judge_prompt=OfficialJudge(
+        pipeline="open-compass/VLMEvalKit:vlmeval/dataset/utils/logicvista.py", prompt=judge_prompts.LOGICVISTA,
+        note="its prompt adapts the LogicVista authors' eval/extract_accuracy.py",
+    ),
 )

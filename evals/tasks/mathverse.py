@@ -8,6 +8,8 @@ Vision Only rows may carry no question text (it is in the image), so `query_wo` 
 
 from __future__ import annotations
 
+from evals import judge_prompts
+from evals.judge_prompts import OfficialJudge
 from evals.metrics import by_group
 from evals.sample import Sample
 from evals.tasks.base import Benchmark, Row, Split
@@ -51,4 +53,8 @@ BENCHMARK = Benchmark(
     to_sample=to_sample,
     metrics=by_group("version"),
     cluster_by="problem",  # the six versions of one problem_index
+    judge_prompt=OfficialJudge(
+        pipeline="ZrrSkywalker/MathVerse:evaluation/extract_answer_s1.py, score_answer_s2.py", prompt=judge_prompts.MATHVERSE,
+        note="extract, then score the extraction against the gold answer",
+    ),
 )

@@ -3,6 +3,8 @@ answer a letter for multiple choice (letter or option text both count), `<image1
 
 from __future__ import annotations
 
+from evals import judge_prompts
+from evals.judge_prompts import OfficialJudge
 from evals.metrics import by_group
 from evals.sample import Sample
 from evals.tasks.base import Benchmark, Row, Split
@@ -31,4 +33,8 @@ BENCHMARK = Benchmark(
     default_split="testmini",
     to_sample=to_sample,
     metrics=by_group("subject"),
+    judge_prompt=OfficialJudge(
+        pipeline="open-compass/VLMEvalKit:vlmeval/dataset/image_vqa.py (MathVision)", prompt=judge_prompts.MATHVISION,
+        note="the MATH-V authors' evaluation/evaluate.py has no LLM step",
+    ),
 )

@@ -3,6 +3,8 @@ free-form answers carry `answer_type`, `precision` and `unit`. Accuracy also per
 
 from __future__ import annotations
 
+from evals import judge_prompts
+from evals.judge_prompts import OfficialJudge
 from evals.metrics import by_group
 from evals.sample import Sample
 from evals.tasks.base import Benchmark, Row, Split
@@ -40,4 +42,5 @@ BENCHMARK = Benchmark(
     default_split="testmini",
     to_sample=to_sample,
     metrics=by_group("task"),
+    judge_prompt=OfficialJudge(pipeline="lupantech/MathVista:evaluation/extract_answer.py", prompt=judge_prompts.MATHVISTA),
 )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from evals import judge_prompts
+from evals.judge_prompts import OfficialJudge
 from evals.metrics import by_group, combine
 from evals.sample import Sample
 from evals.tasks.base import Benchmark, Row, Split, literal_list
@@ -70,4 +72,9 @@ BENCHMARK = Benchmark(
     default_split="validation",
     to_sample=to_sample,
     metrics=combine(by_group("domain"), by_group("subject")),
+    judge_prompt=OfficialJudge(
+        pipeline="open-compass/VLMEvalKit:vlmeval/dataset/image_mcq.py (MMMU_DEV_VAL)", prompt=judge_prompts.MCQ,
+        note="multiple-choice questions; open ones get the generic prompt (VLMEvalKit turns them into options "
+        "holding the gold answer, which an extractor must not see; the MMMU authors' scorer is rule-based)",
+    ),
 )

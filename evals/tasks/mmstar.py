@@ -3,6 +3,8 @@ parsed out for grading; the answer a letter; accuracy per `category` (6 core cap
 
 from __future__ import annotations
 
+from evals import judge_prompts
+from evals.judge_prompts import OfficialJudge
 from evals.metrics import by_group
 from evals.sample import Sample
 from evals.tasks.base import Benchmark, Row, Split
@@ -32,4 +34,8 @@ BENCHMARK = Benchmark(
     default_split="val",
     to_sample=to_sample,
     metrics=by_group("category"),
+    judge_prompt=OfficialJudge(
+        pipeline="open-compass/VLMEvalKit:vlmeval/dataset/image_mcq.py (MMStar)", prompt=judge_prompts.MCQ,
+        note="the MMStar authors' eval/ scores by rules",
+    ),
 )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from evals import judge_prompts
+from evals.judge_prompts import OfficialJudge
 from evals.metrics import wemath_metrics
 from evals.sample import Sample
 from evals.tasks.base import Benchmark, Row, Split
@@ -48,4 +50,8 @@ BENCHMARK = Benchmark(
     headline=("score_strict", "score_loose"),
     cluster_by="problem",  # the one-step parts and the composite question of one ID
     order=lambda s: (s.metadata["problem"], s.metadata["key"]),
+    judge_prompt=OfficialJudge(
+        pipeline="open-compass/VLMEvalKit:vlmeval/dataset/image_mcq.py (WeMath)", prompt=judge_prompts.WEMATH,
+        note="the We-Math authors' evaluation/accuracy.py has no LLM step",
+    ),
 )
