@@ -191,3 +191,27 @@ def test_cache_settings(tmp_path):
     for bad, message in [(tmp_path / "notes.txt", "cannot be used"), ("", "caption_cache must be"), (3, "caption_cache must be")]:
         with pytest.raises(ConfigError, match=message):
             build_rapid_graph(captioner(), reasoner(), caption_cache=bad)
+
+
+def test_served_graphs_and_their_tools_share_the_configured_cache(tiny_models, tmp_path):
+    """`RAPID_CAPTION_CACHE` (the MCP servers' `--caption-cache`): the served graphs and the tool graphs
+    over them (what MCP calls) read one cache; a bad path fails at start-up, naming the variable."""
+    from rapid_agent.serving.graphs import ServedGraphs
+    from rapid_agent.serving.settings import ServeSettings
+
+    captioner_path, reasoner_path = tiny_models
+    env = {"RAPID_CAPTIONER": f"hf:{captioner_path}", "RAPID_REASONER": f"hf:{reasoner_path}",
+           "RAPID_CAPTION_MAX_NEW_TOKENS": "4", "RAPID_REASON_MAX_NEW_TOKENS": "4",
+           "RAPID_CAPTION_CACHE": str(tmp_path / "served.sqlite")}
+    graphs = ServedGraphs(ServeSettings.from_env(env))
+    model = graphs.resolver.resolve(env["RAPID_CAPTIONER"], "captioner")
+    request = {"images": [square("red")], "question": "How many circles?"}
+
+    assert [graphs.graph("rapid").invoke(request)["perception_cached"] for _ in range(2)] == [False, True]
+    described = graphs.graph("describe_image").invoke({"image": square("red"), "question": "How many circles?"})
+    assert model.generate_calls == 1 and described["caption"]
+    assert ServedGraphs(ServeSettings.from_env(env)).graph("rapid_recaption").invoke(request)["perception_cached"] is True
+
+    (tmp_path / "notes.txt").write_text("not a database " * 100)
+    with pytest.raises(ConfigError, match="RAPID_CAPTION_CACHE"):
+        ServedGraphs(ServeSettings.from_env(env | {"RAPID_CAPTION_CACHE": str(tmp_path / "notes.txt")}))

@@ -179,7 +179,7 @@ def test_every_flag_sets_the_setting_of_the_same_meaning(tmp_path):
     values = {
         "captioner": "tiny", "reasoner": "tiny", "allowed_root": str(tmp_path), "allowed_specs": "tiny",
         "prompt_preset": "paper-train", "max_recaption_rounds": "2", "caption_max_new_tokens": "77",
-        "reason_max_new_tokens": "99", "call_timeout_s": "7.5",
+        "reason_max_new_tokens": "99", "call_timeout_s": "7.5", "caption_cache": str(tmp_path / "c.sqlite"),
     }
     argv = [f"--{flag.replace('_', '-')}" for flag in _FLAGS if flag not in values] + [
         arg for flag, value in values.items() for arg in (f"--{flag.replace('_', '-')}", value)
@@ -188,3 +188,4 @@ def test_every_flag_sets_the_setting_of_the_same_meaning(tmp_path):
     assert settings.caption_max_new_tokens == 77 and settings.reason_max_new_tokens == 99
     assert settings.image_root == tmp_path and settings.allow_image_urls and settings.max_recaption_rounds == 2
     assert settings.call_timeout_s == 7.5 and settings.allowed_specs == ("tiny",)
+    assert settings.caption_cache == str(tmp_path / "c.sqlite")

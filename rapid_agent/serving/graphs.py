@@ -5,10 +5,10 @@
     look_and_reason    the agent tool over `rapid` (`rapid_agent.serving.tools`)
     describe_image     the perception-only tool over `rapid`
 
-All share one resolver (local models load once), accept images only under the settings' strict
-policy, and let a run's `context` override captioner, reasoner, preset and rounds within the
-allowlist. Nothing is built when this module is imported: `ServedGraphs(settings).graph(name)`
-builds what is asked, once.
+All share one resolver (local models load once) and, with `RAPID_CAPTION_CACHE`, one caption
+cache, accept images only under the settings' strict policy, and let a run's `context` override
+captioner, reasoner, preset and rounds within the allowlist. Nothing is built when this module is
+imported: `ServedGraphs(settings).graph(name)` builds what is asked, once.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 import threading
 from typing import Literal, TextIO
 
+from langgraph.cache.base import BaseCache
 from langgraph.graph.state import CompiledStateGraph
 
 from rapid_agent.graph import build_rapid_graph
@@ -35,9 +36,11 @@ def graph_from_settings(
     *,
     recaption_rounds: int | None = None,
     resolver: ModelResolver | None = None,
+    caption_cache: BaseCache | None = None,
     name: str = "rapid",
 ) -> CompiledStateGraph:
-    """The served RAPID graph of `settings` (its own re-caption rounds unless `recaption_rounds` is given)."""
+    """The served RAPID graph of `settings` (its own re-caption rounds unless `recaption_rounds` is given;
+    its own caption cache, opened here, unless `caption_cache` is given)."""
     return build_rapid_graph(
         captioner=settings.captioner,
         reasoner=settings.reasoner,
@@ -47,6 +50,8 @@ def graph_from_settings(
         resolver=resolver or AllowlistResolver(settings),
         call_timeout_s=settings.call_timeout_s,
         max_text_chars=settings.text_limit(),
+        caption_cache=caption_cache if caption_cache is not None else settings.open_caption_cache(),
+        caption_cache_ttl_s=settings.caption_cache_ttl_s,
         name=name,
     )
 
@@ -57,6 +62,7 @@ class ServedGraphs:
     def __init__(self, settings: ServeSettings, *, log: TextIO | None = None) -> None:
         self.settings = settings
         self.resolver = AllowlistResolver(settings)
+        self.caption_cache = settings.open_caption_cache()
         self._log = log
         self._graphs: dict[str, CompiledStateGraph] = {}
         self._lock = threading.Lock()
@@ -80,11 +86,11 @@ class ServedGraphs:
     def _graph(self, name: GraphName) -> CompiledStateGraph:
         if name not in self._graphs:
             if name == "rapid":
-                built = graph_from_settings(self.settings, resolver=self.resolver)
+                built = graph_from_settings(self.settings, resolver=self.resolver, caption_cache=self.caption_cache)
             elif name == "rapid_recaption":
                 built = graph_from_settings(
                     self.settings, recaption_rounds=self.settings.recaption_graph_rounds, resolver=self.resolver,
-                    name=name,
+                    caption_cache=self.caption_cache, name=name,
                 )
             elif name in TOOL_NAMES:
                 built = build_tool_graph(self._graph("rapid"), name)

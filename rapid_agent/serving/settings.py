@@ -19,6 +19,9 @@
     RAPID_MAX_IMAGES                   most images per run (default 8)
     RAPID_MAX_TEXT_CHARS               longest question / option / caption (default 8000)
     RAPID_API_KEYS                     comma-separated API keys accepted by the server (required by auth)
+    RAPID_CAPTION_CACHE                cache of the captioner's outputs (rapid_agent.caching): a SQLite file
+                                       path, shared by every process that names it, or ":memory:" (unset: off)
+    RAPID_CAPTION_CACHE_TTL_S          seconds a cached caption lives (unset: for ever)
 
 With neither model set, the server starts on the shipped miniature-world models, which read this
 project's bar charts and nothing else, and says so in one line (`default_models_notice`): a server
@@ -32,8 +35,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from langgraph.cache.base import BaseCache
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from rapid_agent.caching import open_caption_cache
 from rapid_agent.errors import ConfigError
 from rapid_agent.images import ImagePolicy
 from rapid_agent.models.spec import GenerationSettings, Role
@@ -57,6 +62,8 @@ ENV_NAMES = {
     "max_images": "RAPID_MAX_IMAGES",
     "max_text_chars": "RAPID_MAX_TEXT_CHARS",
     "api_keys": "RAPID_API_KEYS",
+    "caption_cache": "RAPID_CAPTION_CACHE",
+    "caption_cache_ttl_s": "RAPID_CAPTION_CACHE_TTL_S",
 }
 _LISTS = {"allowed_specs", "api_keys"}
 DEFAULT_CAPTIONER = "miniworld:captioner"
@@ -85,6 +92,8 @@ class ServeSettings(BaseModel):
     max_images: int = Field(8, gt=0)
     max_text_chars: int = Field(8000, gt=0, le=MAX_TEXT_CHARS)
     api_keys: tuple[SecretStr, ...] = ()
+    caption_cache: str | None = None
+    caption_cache_ttl_s: int | None = Field(None, gt=0)
 
     @field_validator("image_root")
     @classmethod
@@ -152,6 +161,14 @@ class ServeSettings(BaseModel):
             f"rapid-agent: serving the shipped miniature-world models ({named}): they read this project's bar "
             f"charts only; set {variables} (or --captioner/--reasoner) to real model specs"
         )
+
+    def open_caption_cache(self) -> BaseCache | None:
+        """The caption cache `caption_cache` names (`rapid_agent.caching.open_caption_cache`), or None when
+        unset; a path that cannot hold it is a `ConfigError` naming the variable."""
+        try:
+            return open_caption_cache(self.caption_cache)
+        except ConfigError as exc:
+            raise ConfigError(f"{ENV_NAMES['caption_cache']}: {exc}") from None
 
     def generation(self, role: Role) -> GenerationSettings:
         """Decoding settings of one role (None budgets fall back to the role's default)."""

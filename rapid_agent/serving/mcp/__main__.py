@@ -44,6 +44,7 @@ _FLAGS = {  # flag -> settings field (its RAPID_* variable)
     "caption_max_new_tokens": "caption_max_new_tokens",
     "reason_max_new_tokens": "reason_max_new_tokens",
     "call_timeout_s": "call_timeout_s",
+    "caption_cache": "caption_cache",
 }
 
 
@@ -72,6 +73,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--reason-max-new-tokens", help=f"reasoner budget per call ({env['reason_max_new_tokens']}; default: the role's)"
     )
     parser.add_argument("--call-timeout-s", help=f"bound on each model call, seconds ({env['call_timeout_s']})")
+    parser.add_argument(
+        "--caption-cache", help=f"SQLite file (or :memory:) caching the captioner's outputs ({env['caption_cache']}; unset: off)"
+    )
     return parser.parse_args(argv)
 
 
