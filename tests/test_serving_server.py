@@ -12,6 +12,7 @@ import io
 import os
 import re
 import socket
+import sqlite3
 import struct
 import threading
 import zlib
@@ -192,6 +193,30 @@ def test_served_run_with_context_override_then_stopped_by_pid(models, image_root
 def test_server_without_api_keys_refuses_to_start(models, image_root):
     with pytest.raises(BackendError, match="RAPID_API_KEYS is empty"):
         LangGraphDevServer(CONFIG, env=serve_env(models, image_root, RAPID_API_KEYS="")).start()
+
+
+def test_served_runs_and_tools_read_the_caption_cache_setting(models, image_root, tmp_path):
+    """RAPID_CAPTION_CACHE: a repeated run, and the describe_image tool over the same graph, are served
+    from the SQLite file without asking the captioner again."""
+    cache, before = tmp_path / "served-cache.sqlite", models["captioner"].requests
+    question = {"images": [IMAGE], "question": "How many circles?"}
+
+    async def runs(url: str) -> list[dict]:
+        client = get_client(url=url, api_key=KEY)
+        return [
+            await client.runs.wait(None, "rapid", input=question),
+            await client.runs.wait(None, "rapid", input=question),
+            await client.runs.wait(None, "describe_image", input={"image": IMAGE, "question": "How many circles?"}),
+        ]
+
+    with LangGraphDevServer(CONFIG, env=serve_env(models, image_root, RAPID_CAPTION_CACHE=str(cache))) as dev:
+        first, second, described = asyncio.run(asyncio.wait_for(runs(dev.url), 600))
+
+    assert (first["perception_cached"], second["perception_cached"]) == (False, True)
+    assert second["answer"] == "3" and described == {"caption": "Three red circles on white."}
+    assert models["captioner"].requests - before == 1
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT COUNT(*) FROM cache").fetchone()[0] == 1
 
 
 def test_updates_stream_node_by_node_and_local_paths_work_under_the_root(server):
