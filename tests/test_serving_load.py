@@ -1,10 +1,12 @@
-"""A short, bounded run of benchmarks/serve_load.py: no run lost, duplicated or hung, with and without faults.
+"""A short, bounded run of benchmarks/serve_load.py: no run lost, duplicated or hung, with and without faults;
+and the pieces it reads the server with (its log's run timings, the one-run-at-a-time notice).
 
 Only correctness is asserted here; the throughput and latency ratios belong to the full benchmark.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -12,15 +14,44 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from rapid_agent.serving.process import concurrency_notice
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
 
 
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("serve_load", SCRIPT)
+    module = sys.modules.setdefault("serve_load", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)  # registered first: its dataclasses look their module up
+    return module
+
+
+def test_run_timings_are_read_from_the_server_log():
+    """The log lines of `langgraph dev` (colours included) give each finished run's queue wait and execution."""
+    line = ("\x1b[2m2026-12-05T22:01:08Z\x1b[0m [info] \x1b[1mBackground run succeeded\x1b[0m "
+            "\x1b[36mrun_exec_ms\x1b[0m=\x1b[35m{exec}\x1b[0m run_id=x \x1b[36mrun_wait_time_ms\x1b[0m=\x1b[35m{wait}\x1b[0m\n")
+    log = "".join(line.format(exec=e, wait=w) for e, w in [(2000, 900), (2100, 950), (2050, 980)])
+    log += "[info] Starting background run run_queue_ms=5\n"  # not a finished run
+    assert load_benchmark().run_timings(log) == {"queue_wait_s": 0.95, "exec_s": 2.05}
+    assert load_benchmark().run_timings("no runs here") == {"queue_wait_s": None, "exec_s": None}
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [({"N_JOBS_PER_WORKER": "1"}, True), ({"N_JOBS_PER_WORKER": "20"}, False), ({}, False)],
+    ids=["langgraph-dev-default", "flag-given", "not-a-server"],
+)
+def test_a_server_running_one_run_at_a_time_says_so(env, says):
+    notice = concurrency_notice(env)
+    assert (notice is not None) == says
+    assert notice is None or "--n-jobs-per-worker" in notice
+
+
+@pytest.mark.slow
 def test_short_load_and_fault_run(tmp_path):
     out = tmp_path / "load.json"
     command = [sys.executable, str(SCRIPT), "--runs", "40", "--clients", "8", "--latency-s", "0.05",
-               "--failure-rate", "0.3", "--call-timeout-s", "10", "--json", str(out)]
+               "--failure-rate", "0.3", "--call-timeout-s", "10", "--one-job-runs", "4", "--json", str(out)]
     # the call time-out detects the injected hangs; 10 s (200x the latency) also bounds a slow answer on a loaded CPU
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -38,4 +69,5 @@ def test_short_load_and_fault_run(tmp_path):
     assert set(faults["errors"]) <= {"BackendError"}
     assert faults["server_up_after"] is True
     assert r["failed"] == []
+    assert r["served"]["queue_wait_s"] is not None and r["one_job"]["completed"] == 4
     assert "completed/sent 40/40" in done.stdout and "ratio" in done.stdout

@@ -3,10 +3,17 @@
 LangGraph's server imports the entry files in `graphs/` (auth hook, graph factories, the `/mcp` app);
 each asks here, so they share one `ServeSettings` and one set of `ServedGraphs` (one resolver: local
 models load once).
+
+LangGraph's server runs at most `N_JOBS_PER_WORKER` runs at once, and `langgraph dev` sets it to 1
+unless started with `--n-jobs-per-worker N` (its help says 10); the start-up says so
+(`concurrency_notice`), since RAPID's runs spend their time waiting on model servers.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Mapping
 from functools import cache
 
 from rapid_agent.serving.graphs import ServedGraphs
@@ -25,4 +32,16 @@ def process_graphs() -> ServedGraphs:
     printed) on first use, so a wrong served model fails the server's start-up."""
     graphs = ServedGraphs(process_settings())
     graphs.check_models()
+    if notice := concurrency_notice():
+        print(notice, file=sys.stderr, flush=True)
     return graphs
+
+
+def concurrency_notice(env: Mapping[str, str] = os.environ) -> str | None:
+    """One line when LangGraph's server in this process runs a single run at a time, else None."""
+    if env.get("N_JOBS_PER_WORKER", "").strip() != "1":
+        return None
+    return (
+        "rapid-agent: this server runs one run at a time (N_JOBS_PER_WORKER=1, langgraph dev's default); "
+        "start it with --n-jobs-per-worker N for N concurrent runs (docs/serving.md, 'Throughput')"
+    )
