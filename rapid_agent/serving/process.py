@@ -43,5 +43,5 @@ def concurrency_notice(env: Mapping[str, str] = os.environ) -> str | None:
         return None
     return (
         "rapid-agent: this server runs one run at a time (N_JOBS_PER_WORKER=1, langgraph dev's default); "
-        "start it with --n-jobs-per-worker N for N concurrent runs (docs/serving.md, 'Throughput')"
+        "start it with --n-jobs-per-worker N for N concurrent runs (docs/serving.md, 'Throughput (P5)')"
     )
