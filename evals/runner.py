@@ -72,7 +72,8 @@ class RunOptions(BaseModel):
 
 class RunResult(BaseModel):
     """What an eval produced, and what this invocation did (captioner calls by output: the paper-eval
-    preset asks for a caption and a tentative answer per sample, two calls in one pass)."""
+    preset asks for a caption and a tentative answer per sample, two calls in one pass; `cache_hits`
+    counts captioner outputs, `judge_cache_hits` judge replies read from the cache)."""
 
     output_dir: Path
     summary: Summary
@@ -162,16 +163,18 @@ class Evaluator:
             if cache is not None:
                 cache.close()
         records = store.records()
+        judge_hits = self.judge.cache_hits if self.judge else 0
         summary = write_reports(
             records, self.options.output_dir, config=self.config.identity(), seed=self.config.seed,
             order=[run.label for run in self.config.runs()],
         )
         return RunResult(
             output_dir=self.options.output_dir, summary=summary, caption_calls=self.perception_calls["caption"],
-            tentative_calls=self.perception_calls["tentative"], cache_hits=cache.hits if cache is not None else 0,
+            tentative_calls=self.perception_calls["tentative"],
+            cache_hits=cache.hits - judge_hits if cache is not None else 0,  # the judge's hits are counted apart
             new_records=self.new_records, errors=sum(r.error is not None for r in records),
             truncated=sum(record_status(r) == "truncated" for r in records),
-            judge_calls=self.judge.calls if self.judge else 0, judge_cache_hits=self.judge.cache_hits if self.judge else 0,
+            judge_calls=self.judge.calls if self.judge else 0, judge_cache_hits=judge_hits,
         )
 
     # ------------------------------------------------------------------ perception
