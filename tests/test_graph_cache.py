@@ -168,6 +168,17 @@ def test_a_retrained_captioner_misses(tiny_captioner_path, tmp_path):
     assert [run()["perception_cached"], run()["perception_cached"]] == [False, True]
 
 
+def test_model_objects_are_identified_as_their_specs():
+    from langchain_openai import ChatOpenAI
+
+    def served(port: int) -> ChatOpenAI:
+        return ChatOpenAI(model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key="k")
+
+    assert chat_model_identity(served(1)) == model_identity("openai:m@http://127.0.0.1:1/v1") == "openai:m@http://127.0.0.1:1/v1"
+    assert chat_model_identity(served(2)) != chat_model_identity(served(1))  # another server, maybe other weights
+    assert chat_model_identity(captioner("a")) == chat_model_identity(captioner("a")) != chat_model_identity(captioner("b"))
+
+
 def test_forged_cache_keys_in_the_state_are_refused():
     cap = captioner()
     graph = build_rapid_graph(cap, reasoner(), caption_cache=":memory:").copy(update={"checkpointer": InMemorySaver()})
