@@ -1,10 +1,11 @@
 """The perception cache: captions and tentative answers in SQLite, computed once per input.
 
-An entry's key hashes everything that decides the captioner's output: which output (caption or
-tentative answer), the captioner's identity (for local checkpoints and adapters a fingerprint of
-the files, so a retrained adapter at the same path misses), the exact prompt texts of that output
-(with the preset's key), the images' content, the question with its options, and the decoding
-settings. Several processes may share one cache file.
+An entry's key is the library's `rapid_agent.caching.perception_key`, the key of the graph's own
+caption cache too: it hashes everything that decides the captioner's output: which output (caption
+or tentative answer), the captioner's identity (`rapid_agent.models.identity`: for local checkpoints
+and adapters a fingerprint of the files, so a retrained adapter at the same path misses), the exact
+prompt texts of that output (with the preset's key), the images' content, the question with its
+options, and the decoding settings. Several processes may share one cache file.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from pydantic import BaseModel
 
 from evals.lock import StorageError
 from evals.sample import ImageSource
+from rapid_agent.caching import image_digest
+from rapid_agent.caching import perception_key as library_key
 from rapid_agent.models.spec import GenerationSettings
-from rapid_agent.prompts import PromptPreset, format_question
+from rapid_agent.prompts import PromptPreset
 
 Kind = Literal["caption", "tentative"]
 JudgeKind = Literal["judge-extract", "judge-score"]
@@ -142,36 +145,19 @@ def perception_key(
     generation: GenerationSettings,
     seed: int,
 ) -> str:
-    """The cache key of one captioner output (see the module docstring)."""
-    prompts = (
-        [preset.caption_system, preset.caption_user] if kind == "caption" else [preset.tentative_system]
-    )
+    """The cache key of one captioner output (`rapid_agent.caching.perception_key`) under an eval's
+    decoding settings: a sampled caption (temperature > 0) is keyed by the seed too."""
     decoding = {"temperature": generation.temperature, "top_p": generation.top_p, "max_new_tokens": generation.max_new_tokens}
     if generation.temperature > 0:
         decoding["seed"] = seed  # sampled captions differ per seed
-    payload = {
-        "kind": kind,
-        "captioner": captioner,
-        "preset": preset.key,
-        "prompts": prompts,
-        "images": image_hashes,
-        "question": format_question(question, options),
-        "decoding": decoding,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return library_key(kind, captioner, preset, image_hashes, question, options, decoding)
 
 
 def image_hash(source: ImageSource) -> str:
     """SHA-256 of an image's content (file bytes, encoded bytes, or decoded pixels)."""
-    digest = hashlib.sha256()
     if isinstance(source, Image.Image):
-        digest.update(f"{source.mode}{source.size}".encode())
-        digest.update(source.tobytes())
-    elif isinstance(source, (bytes, bytearray)):
-        digest.update(source)
-    else:
-        digest.update(Path(source).read_bytes())
-    return digest.hexdigest()
+        return image_digest(f"{source.mode}{source.size}".encode() + source.tobytes())
+    return image_digest(bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes())
 
 
 def judge_key(
