@@ -98,6 +98,50 @@ def test_evals_with_two_reasoners_caption_each_sample_once_then_read_the_cache(v
     assert second.errors == 0 and second.new_records == 4
 
 
+
+def test_the_official_judge_prompts_run_against_vllm_and_a_rerun_reads_every_judge_reply_from_the_cache(
+    vllm_server, tmp_path,
+):
+    from pathlib import Path
+
+    from evals.judge_prompts import DYNAMATH, MATHVERSE, MCQ
+    from evals.run import configs_from_args, parser
+    from evals.runner import RunOptions, run_eval
+    from evals.store import read_records
+    from rapid_agent.testing import ScriptedChatModel
+
+    fixtures = Path(__file__).parent / "fixtures" / "evals"
+    argv = ["--captioner", "tiny", "--reasoner", "r", "--mode", "blind", "--judge", vllm_server.spec,
+            "--judge-prompt", "official", "--reason-max-new-tokens", "8", "--limit", "2",
+            *[arg for name in ("mmstar", "dynamath", "mathverse") for arg in ("--benchmark", f"{name}={fixtures / name}")]]
+    config, = configs_from_args(parser().parse_args(argv))
+    # a scripted reasoner gives the same outputs on both runs, none the rules can read: the served model judges them
+    reasoner = ScriptedChatModel(respond=lambda m: "Hmm, I would go with the second option, I think.")
+
+    def run(folder: str):
+        options = RunOptions(output_dir=tmp_path / folder, cache_path=tmp_path / "cache.sqlite", show=0, progress=False,
+                             concurrency=1)  # one at a time: identical judge calls hit the cache in a fixed order
+        result = run_eval(config, options, models={"r": reasoner})
+        return result, {(r.benchmark, r.id): r.judge for r in read_records(tmp_path / folder / "samples.jsonl").values()}
+
+    first, verdicts = run("first")
+    assert first.errors == 0 and len(verdicts) == 6
+    by_bench = {bench: [v for (b, _), v in verdicts.items() if b == bench] for bench in ("mmstar", "dynamath", "mathverse")}
+    for bench, prompt in (("mmstar", MCQ), ("dynamath", DYNAMATH)):
+        assert all(v.prompt == prompt.label and v.error is None and isinstance(v.correct, bool) for v in by_bench[bench])
+    # MathVerse's few-shot extraction prompt is longer than the 512-token context: each sample keeps the
+    # server's refusal as its judge's error, and the rules' verdict
+    assert all(v.prompt == MATHVERSE.label and "maximum context length is 512 tokens" in v.error and v.correct is None
+               for v in by_bench["mathverse"])
+    assert first.judge_calls + first.judge_cache_hits == 4 and first.judge_calls >= 2
+    report = (tmp_path / "first" / "report.md").read_text()
+    assert "## Judge vs rules" in report and "| r [blind] | mathverse | 2 | 2 |" in report
+
+    second, again = run("second")  # another folder, the same cache: every judge reply is read back
+    assert (second.judge_calls, second.judge_cache_hits) == (0, 4)
+    assert {k: v.output for k, v in again.items()} == {k: v.output for k, v in verdicts.items()}
+
+
 def test_two_vpo_steps_against_the_vllm_reasoner(vllm_server, tiny_captioner_path, tmp_path):
     import json
     import subprocess
