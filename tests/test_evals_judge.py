@@ -194,6 +194,7 @@ def test_mathverse_judge_scores_and_its_judgement_decides_where_the_rules_find_n
     assert result.summary.runs["r [blind]"].benchmarks["mathverse"].judge.changed == 1  # row 7 only: row 8 is an image question
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## Judge vs rules" in report and "| r [blind] | mathverse | 8 | 0 | 1 | 1 | 7 |" in report
+    assert "Judge `judge`, prompts:\n- mathverse: official mathverse prompt (ZrrSkywalker/MathVerse" in report
 
 
 def test_a_rerun_over_the_same_outputs_makes_no_judge_call_and_another_prompt_misses(tmp_path):
