@@ -149,10 +149,10 @@ def _rows(records: Sequence[SampleRecord], samples: list[Attribution]) -> list[A
     return rows
 
 
-def markdown_lines(split: AttributionSplit) -> list[str]:
-    """The report's section: one row per decoupled run and benchmark."""
+def markdown_section(split: AttributionSplit) -> str:
+    """The report's section (empty without decoupled runs): one row per decoupled run and benchmark."""
     if not split.rows:
-        return []
+        return ""
     header = ["run", "benchmark", "wrong", "perception", "reasoning", "unknown", "perception % of attributed",
               "decided by"]
     lines = ["", "## Where the errors come from (wrong or truncated decoupled answers)", "", _row(header),
@@ -164,7 +164,7 @@ def markdown_lines(split: AttributionSplit) -> list[str]:
     lines += ["", "exact: the benchmark's own check of the caption; evidence: another run answered right from the same "
               "caption (reasoning), or only from another caption or the captioner's direct answer (perception); "
               "judge: an LLM read the caption (`python -m evals.attribution`); unknown: no run answered it right."]
-    return lines
+    return "\n".join(lines) + "\n"
 
 
 def _row(cells: list[str]) -> str:

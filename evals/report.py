@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from evals.attribution import attribute, markdown_section, read_judged
+from evals.html_report import HTML_FILE, write_html
 from evals.metrics import Comparison, Score, Status, accuracy, compare, proportion, status
 from evals.store import SampleRecord, check_one_configuration
 from evals.tasks import get_benchmark
@@ -237,8 +239,6 @@ def _outcome_table(summary: Summary) -> list[str]:
 
 
 def _judge_table(summary: Summary) -> list[str]:
-    from evals.judge import choose_prompt  # here: the judge table is this module's only use of it
-
     judged = [(label, bench, r.judge) for label, run in summary.runs.items() for bench, r in run.benchmarks.items() if r.judge]
     if not judged:
         return []
@@ -248,11 +248,6 @@ def _judge_table(summary: Summary) -> list[str]:
     for label, bench, j in judged:
         ids = ", ".join(j.disagreeing_ids[:20]) + (f", … ({len(j.disagreeing_ids) - 20} more)" if len(j.disagreeing_ids) > 20 else "")
         lines.append(_row([label, bench, str(j.judged), str(j.judge_errors), str(j.disagreements), str(j.changed), ids or "—"]))
-    config = summary.config or {}
-    if config.get("judge"):  # runs before --judge-prompt had the generic prompt only
-        names = dict.fromkeys(b["name"] for b in config.get("benchmarks", []))
-        lines += ["", f"Judge `{config['judge']}`, prompts:"]
-        lines += [f"- {choose_prompt(name, config.get('judge_prompt', 'generic')).describe()}" for name in names]
     return lines
 
 
@@ -295,11 +290,13 @@ def write_reports(
     records: list[SampleRecord], folder: Path, *, config: dict[str, Any] | None, seed: int = 0,
     order: list[str] | None = None,
 ) -> Summary:
-    """Write `summary.json`, `report.md` and `accuracy.png` into `folder`; return the summary."""
+    """Write `summary.json`, `report.md`, `report.html` and `accuracy.png` into `folder`; return the summary."""
     summary = summarize(records, config=config, seed=seed, order=order)
     folder = Path(folder)
     (folder / SUMMARY_FILE).write_text(json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
-    (folder / REPORT_FILE).write_text(markdown(summary))
+    attribution = attribute(records, judged=read_judged(folder))  # where the errors come from
+    (folder / REPORT_FILE).write_text(markdown(summary) + markdown_section(attribution))
+    write_html(records, folder / HTML_FILE, attribution=attribution, config=config)
     if summary.runs:
         plot(summary, folder / PLOT_FILE)
     return summary

@@ -13,7 +13,7 @@ from evals.attribution import (
     caption_key,
     judge_unknown,
     main,
-    markdown_lines,
+    markdown_section,
     read_judged,
 )
 from evals.store import SampleRecord
@@ -143,19 +143,19 @@ def test_the_split_counts_each_runs_errors_and_the_table_shows_them():
     assert (s.wrong, s.perception, s.reasoning, s.unknown, s.by_basis) == (3, 1, 1, 1, {"evidence": 2})
     assert s.perception_share == 0.5
     assert (large.wrong, large.perception, large.unknown, large.perception_share) == (2, 1, 1, 1.0)
-    table = "\n".join(markdown_lines(attribute(records)))
+    table = markdown_section(attribute(records))
     assert "| small [decoupled] | bundled | 3 | 1 | 1 | 1 | 50.0 | evidence 2 |" in table
 
 
 def test_a_run_without_errors_has_a_row_and_no_share():
     row, = attribute([small(correct=True)]).rows
     assert (row.wrong, row.perception_share) == (0, None)
-    assert "| small [decoupled] | bundled | 0 | 0 | 0 | 0 | — | — |" in "\n".join(markdown_lines(attribute([small(correct=True)])))
-    assert markdown_lines(attribute([rec("cap [direct]", mode="direct")])) == []  # no decoupled run: no section
+    assert "| small [decoupled] | bundled | 0 | 0 | 0 | 0 | — | — |" in markdown_section(attribute([small(correct=True)]))
+    assert markdown_section(attribute([rec("cap [direct]", mode="direct")])) == ""  # no decoupled run: no section
 
 
 def test_pipes_in_run_labels_are_escaped():
-    assert "| a\\|b | bundled |" in "\n".join(markdown_lines(attribute([rec("a|b")])))
+    assert "| a\\|b | bundled |" in markdown_section(attribute([rec("a|b")]))
 
 
 # ------------------------------------------------------------------------------ the optional caption judge
