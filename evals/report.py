@@ -239,6 +239,8 @@ def _outcome_table(summary: Summary) -> list[str]:
 
 
 def _judge_table(summary: Summary) -> list[str]:
+    from evals.judge import choose_prompt  # here: the judge table is this module's only use of it
+
     judged = [(label, bench, r.judge) for label, run in summary.runs.items() for bench, r in run.benchmarks.items() if r.judge]
     if not judged:
         return []
@@ -248,6 +250,11 @@ def _judge_table(summary: Summary) -> list[str]:
     for label, bench, j in judged:
         ids = ", ".join(j.disagreeing_ids[:20]) + (f", … ({len(j.disagreeing_ids) - 20} more)" if len(j.disagreeing_ids) > 20 else "")
         lines.append(_row([label, bench, str(j.judged), str(j.judge_errors), str(j.disagreements), str(j.changed), ids or "—"]))
+    config = summary.config or {}
+    if config.get("judge"):  # runs before --judge-prompt had the generic prompt only
+        names = dict.fromkeys(b["name"] for b in config.get("benchmarks", []))
+        lines += ["", f"Judge `{config['judge']}`, prompts:"]
+        lines += [f"- {choose_prompt(name, config.get('judge_prompt', 'generic')).describe()}" for name in names]
     return lines
 
 
