@@ -336,9 +336,20 @@ def extract_answer(
     """
     if not text or truncated:
         return None
-    body = strip_think(text)[-MAX_EXAMINED_CHARS:]
+    stripped = strip_think(text)
+    body = stripped[-MAX_EXAMINED_CHARS:]
     if not body:
         return None
+    answer = _tail_answer(body, options)
+    lead = _leading_letter(stripped, options) if options else None
+    if lead is None or answer is None:
+        return answer or lead
+    named = _choice_set(answer, options, _Config(), compact=False)
+    return lead if named is None else answer if named == {lead} else None  # two different options: no answer
+
+
+def _tail_answer(body: str, options: Sequence[str] | None) -> str | None:
+    """The answer the end of ``body`` gives (see `extract_answer`), or None."""
     tag_start = body.lower().rfind("<answer>")
     if tag_start != -1 and (tag := _ANSWER_TAG.match(body, tag_start)) and (ans := _marked(tag["ans"], options)):
         return ans
@@ -363,7 +374,10 @@ def extract_answer(
     while lines and _SIGN_OFF.match(lines[-1]):  # "I hope this helps! Let me know ..."
         lines.pop()
     flat = "\n".join(lines)
-    if ans := _concluded(_last_sentence(flat), options):
+    last = _last_sentence(flat)
+    if options and lines and (ans := _option_line(lines[-1], options) or _option_named(last, options)):
+        return ans
+    if ans := _concluded(last, options):
         return ans
     if len(lines) > 1 and (lead := _LEAD_IN.match(_last_sentence(lines[-2]))) and not _NEGATION.search(lead["subject"]):
         ans = _unwrap(lines[-1])  # "... the range is:\n\n(-2, 1]"
@@ -372,8 +386,81 @@ def extract_answer(
     lone = _LONE_LETTER.match(lines[-1]) if lines else None
     if lone and (not options or ord(lone["l"]) - ord("A") < len(options)):
         return lone["l"]
+    if options and (ans := _ending_letter(last, options)):
+        return ans
     whole = _unwrap(flat)
     return whole if len(lines) == 1 and len(whole) <= 100 and _is_answer(whole, options) else None
+
+
+# --------------------------------------------------------------------------- option conventions
+
+_LEADING_LETTER = re.compile(r"\(?(?P<l>[A-Z])\)?[.:]?(?:[ \t]+\(?(?P=l)\)?)?[ \t]*\r?\n")
+_ENDING_LETTER = re.compile(r"(?P<pre>.*\S)\s+\(?(?P<l>[A-Z])\)?\.")
+_NAMED_THING = re.compile(
+    r"\b(?:points?|vertex|vertices|lines?|segments?|sides?|angles?|corners?|edges?|nodes?|rays?|arcs?|cent(?:er|re))"
+    r"\s+\(?[A-Z]\)?\.$",
+    re.IGNORECASE,
+)
+_OPTION_LINE = re.compile(r"\(?(?P<l>[A-Z])\)?[.:)]\s*(?P<text>\S.*)")
+_HEDGE = re.compile(
+    r"\b(?:either|whether|if|unless|except|unlike|instead|rather\s+than|rules?\s+out|compared?\s+(?:to|with))\b",
+    re.IGNORECASE,
+)
+_TRAILING_ASIDE = re.compile(r"\s*\([^()]*\)$")
+
+
+def _in_range(letter: str, options: Sequence[str]) -> bool:
+    return ord(letter) - ord("A") < len(options)
+
+
+def _leading_letter(text: str, options: Sequence[str]) -> str | None:
+    """MATH-V's convention: an output whose first line is an option letter alone ("(D)\n\nExplanation:
+    ...", "D\n...", "(D) D\n...") answers with that letter."""
+    match = _LEADING_LETTER.match(text)
+    return match["l"] if match and _in_range(match["l"], options) else None
+
+
+def _ending_letter(sentence: str, options: Sequence[str]) -> str | None:
+    """MATH-V's convention: a last sentence ending with an option letter after a space and before a
+    final full stop ("..., so we round down to get D.") names that option, unless it negates, asks,
+    or names a point, side or angle ("... at point D.")."""
+    match = _ENDING_LETTER.fullmatch(sentence.strip())
+    if not match or not _in_range(match["l"], options) or _NEGATION.search(sentence) or _NAMED_THING.search(sentence):
+        return None
+    return match["l"]
+
+
+def _option_line(line: str, options: Sequence[str]) -> str | None:
+    """A last line giving an option's letter and that option's own text ("D. a house is a machine for
+    living"), read as a whole before a sentence inside the option's text is."""
+    match = _OPTION_LINE.fullmatch(_unwrap(line))
+    if not match or not _in_range(match["l"], options):
+        return None
+    return match.group(0) if _norm_text(match["text"]) == _norm_text(options[ord(match["l"]) - ord("A")]) else None
+
+
+def _option_named(sentence: str, options: Sequence[str]) -> str | None:
+    """MMMU's parser: an option's text written in a sentence names that option. Taken only from a
+    last sentence that ends with the text of one option of words ("The painting of the white cliffs
+    was created by Georges Seurat."), mentions no other option, and neither negates, hedges nor asks."""
+    text = _clean(sentence).rstrip(" .!。\"'”’")
+    if not text or text.endswith("?") or _NEGATION.search(text) or _HEDGE.search(text):
+        return None
+    low = text.lower()
+    texts = {_clean(o).rstrip(" .").lower() for o in options if re.search(r"[A-Za-z]{2,}", o) and not _is_math(_clean(o))}
+    found = None
+    for tail in (low, _TRAILING_ASIDE.sub("", low)):  # "... a vaulted ceiling (option A)."
+        ends = [t for t in texts if t and re.search(rf"(?<!\w){re.escape(t)}$", tail)]
+        if ends:
+            found = max(ends, key=len)
+            break
+    if found is None:
+        return None
+    rest = low[: low.rfind(found)]
+    if any(re.search(rf"(?<!\w){re.escape(t)}(?!\w)", rest) for t in texts if t not in found):
+        return None  # "It is either an IS curve or a Phillips curve."
+    start = low.rfind(found)
+    return text[start : start + len(found)]
 
 
 def _last_marker(text: str, options: Sequence[str] | None) -> tuple[int, str | None]:
