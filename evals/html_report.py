@@ -188,7 +188,7 @@ table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 6px;verti
 table.split td:nth-child(n+3){text-align:right}
 nav button{font-size:1em;padding:4px 10px}nav button.on{font-weight:bold;background:#def}
 .bar{display:flex;flex-wrap:wrap;gap:.6em 1.2em;align-items:center;margin:.6em 0}
-#rows{width:100%}#rows td{max-width:34em}#rows img{max-width:160px;display:block;margin-bottom:2px}
+#rows{width:100%}#rows td{max-width:34em}#rows td:first-child{width:170px}#rows img{max-width:160px;display:block;margin-bottom:2px}
 pre{white-space:pre-wrap;word-break:break-word;margin:0;font:12px/1.35 ui-monospace,monospace;max-height:30em;overflow:auto}
 .v{font-weight:bold;padding:0 4px;border-radius:3px}.v-correct{background:#cfc}.v-wrong{background:#fcc}
 .v-truncated{background:#fec}.v-error{background:#ccc}.cause{font-size:.9em;color:#724}.dim{color:#777}
@@ -236,14 +236,16 @@ fill("f-cat", uniq(D.samples.map(s => s.c)), "all"); fill("f-verdict", ["correct
 fill("f-cause", ["perception", "reasoning", "unknown"], "all"); fill("c-a", D.runs); fill("c-b", D.runs);
 fill("c-show", ["disagree", "only A right", "only B right", "both wrong", "both right"], "all, disagreements first");
 S.a = decoupled[0] ?? D.runs[0] ?? ""; S.b = decoupled[1] ?? D.runs[1] ?? S.a;
+const DEFAULTS = {...S};
 
-function readHash() {
+function readHash() {  // the fragment names what differs from the defaults
   const h = new URLSearchParams(location.hash.slice(1));
+  Object.assign(S, DEFAULTS);
   for (const k of Object.keys(S)) if (h.has(k)) S[k] = k === "page" ? Math.max(0, (+h.get(k) || 1) - 1) : h.get(k);
 }
 function writeHash() {
   const h = new URLSearchParams();
-  for (const [k, v] of Object.entries(S)) if (k === "page" ? v > 0 : v !== "" && !(k === "view" && v === "list")) h.set(k, k === "page" ? v + 1 : v);
+  for (const [k, v] of Object.entries(S)) if (v !== DEFAULTS[k]) h.set(k, k === "page" ? v + 1 : v);
   history.replaceState(null, "", "#" + h.toString());
 }
 const sampleOk = s => (!S.bench || s.b === S.bench) && (!S.cat || s.c === S.cat);
