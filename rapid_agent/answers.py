@@ -375,7 +375,9 @@ def _tail_answer(body: str, options: Sequence[str] | None) -> str | None:
         lines.pop()
     flat = "\n".join(lines)
     last = _last_sentence(flat)
-    if options and lines and (ans := _option_line(lines[-1], options) or _option_named(last, options)):
+    if options and lines and (
+        ans := _option_line(lines[-1], options) or _ending_letter(last, options) or _option_named(last, options)
+    ):
         return ans
     if ans := _concluded(last, options):
         return ans
@@ -386,8 +388,6 @@ def _tail_answer(body: str, options: Sequence[str] | None) -> str | None:
     lone = _LONE_LETTER.match(lines[-1]) if lines else None
     if lone and (not options or ord(lone["l"]) - ord("A") < len(options)):
         return lone["l"]
-    if options and (ans := _ending_letter(last, options)):
-        return ans
     whole = _unwrap(flat)
     return whole if len(lines) == 1 and len(whole) <= 100 and _is_answer(whole, options) else None
 

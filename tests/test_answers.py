@@ -18,6 +18,7 @@ from rapid_agent.answers import (
     strip_think,
 )
 from rapid_agent.errors import InputError
+from rapid_agent.units import parse_unit
 
 MV_CHOICES = ["2 cm", "4 cm", "6 cm", "8 cm"]  # MathVista stores choice texts, gold is the text
 MV_FRAC = [r"$\frac{1}{2}$", r"$\frac{\sqrt{3}}{2}$", "$1$", r"$\sqrt{2}$"]
@@ -367,3 +368,162 @@ def test_adversarial_output_is_handled_and_bounded():
 def test_only_the_tail_is_examined():
     assert extract_answer("The answer is 5.\n" + "x " * MAX_EXAMINED_CHARS) is None
     assert extract_answer("x " * MAX_EXAMINED_CHARS + "\nThe answer is 5.") == "5"
+
+
+# --------------------------------------------------------------------------- issue 21 §1: the official scorers' classes
+
+MATHV_OPTIONS = ["1", "2", "3", "4", "5"]
+MMMU_CURVES = ["IS curve", "Phillips curve", "LM curve", "Laffer curve"]
+
+
+@pytest.mark.parametrize(
+    ("output", "options", "expected"),
+    [
+        # MATH-V evaluate.py: a response starting with the letter alone on its line, or ending " X." / " (X)."
+        pytest.param("(D)\n\nExplanation: Square C has 3 circles.", MATHV_OPTIONS, "D", id="mathv-first-line-paren"),
+        pytest.param("D\n\nThe sum of the angles is 180 degrees.", MATHV_OPTIONS, "D", id="mathv-first-line-letter"),
+        pytest.param("(A) A\n\nExplanation: only cloud A is even.", MATHV_OPTIONS, "A", id="mathv-first-line-repeated"),
+        pytest.param("D\n\\boxed{D}", MATHV_OPTIONS, "D", id="mathv-first-line-agrees-with-box"),
+        pytest.param("C\n\nThe only such option is $180^{\\circ}$.", ["$60^{\\circ}$", "$120^{\\circ}$", "$180^{\\circ}$"],
+                     "180^{\\circ}", id="mathv-first-line-agrees-with-option-value"),
+        pytest.param("D\n\nSo the probability is $\\frac{20}{81}$.", MATHV_OPTIONS, "D", id="mathv-first-line-no-option-later"),
+        pytest.param("(A)\n\nChecking again, the answer is (C).", MATHV_OPTIONS, None, id="mathv-first-line-other-option-later"),
+        pytest.param("(F)\n\nNone fits.", MATHV_OPTIONS, None, id="mathv-first-line-out-of-range"),
+        pytest.param("D\n\nThe angles add up.", None, None, id="mathv-first-line-needs-options"),
+        pytest.param("Side length = 4.5 cm, so we round down to get D.", MATHV_OPTIONS, "D", id="mathv-ends-with-letter"),
+        pytest.param("Eva leaves the house through door (C).", MATHV_OPTIONS, "C", id="mathv-ends-with-paren-letter"),
+        pytest.param("So, the smallest area of grass is in option A.", MATHV_OPTIONS, "A", id="mathv-ends-with-option-word"),
+        pytest.param("The answer is therefore (E).", None, "(E)", id="answer-is-therefore"),
+        pytest.param("The shape with the largest area is (D).", None, "(D)", id="area-is-not-are"),
+        pytest.param("The shape with the largest area is (D).", MATHV_OPTIONS, "D", id="mathv-ending-letter-first"),
+        pytest.param("The circle touches the line at point D.", MATHV_OPTIONS, None, id="mathv-point-name"),
+        pytest.param("The angle at vertex B.", MATHV_OPTIONS, None, id="mathv-vertex-name"),
+        pytest.param("So it cannot be D.", MATHV_OPTIONS, None, id="mathv-negated-letter"),
+        pytest.param("We round down to get F.", MATHV_OPTIONS, None, id="mathv-letter-out-of-range"),
+        pytest.param("We round down to get D.", None, None, id="mathv-ending-letter-needs-options"),
+        # MMMU parse_multi_choice_response: an option's text ending a concluding sentence names that option
+        pytest.param("The figure illustrates a Phillips curve.", MMMU_CURVES, "Phillips curve", id="mmmu-option-text"),
+        pytest.param("The painting of the cliffs was created by Georges Seurat.", ["Claude Monet", "GEORGES SEURAT"],
+                     "Georges Seurat", id="mmmu-option-text-case"),
+        pytest.param("The building had a vaulted ceiling (see the arches).", ["a vaulted ceiling", "a dome"],
+                     "a vaulted ceiling", id="mmmu-option-text-aside"),
+        pytest.param("It shows segmentation and head-tail orientation.", ["segmentation",
+                     "segmentation and head-tail orientation", "limb placement"],
+                     "segmentation and head-tail orientation", id="mmmu-longest-option-text"),
+        pytest.param("D. a house is a machine for living", ["less is more", "form follows function", "ornament is crime",
+                     "a house is a machine for living"], "D. a house is a machine for living", id="mmmu-letter-and-text"),
+        pytest.param("Selection from the given options:\nF. K>0", ["K<0", "K=0", "K>1", "K<1", "K>5", "K>0"], "F. K>0",
+                     id="mmmu-letter-and-text-last-line"),
+        pytest.param("The figure does not show a Phillips curve.", MMMU_CURVES, None, id="mmmu-option-text-negated"),
+        pytest.param("It is either an IS curve or a Phillips curve.", MMMU_CURVES, None, id="mmmu-two-option-texts"),
+        pytest.param("Is this a Phillips curve?", MMMU_CURVES, None, id="mmmu-option-text-question"),
+        pytest.param("Compared to the LM curve, it looks like a Phillips curve.", MMMU_CURVES, None,
+                     id="mmmu-option-text-hedged"),
+        pytest.param("The total is 12.", ["2", "12"], "12", id="mmmu-numeric-options-by-conclusion"),
+    ],
+)
+def test_extract_answer_official_option_conventions(output, options, expected):
+    assert extract_answer(output, options) == expected
+
+
+@pytest.mark.parametrize(
+    ("output", "gold", "kwargs", "expected"),
+    [
+        pytest.param("(D)\n\nExplanation: ...", "D", {"options": MATHV_OPTIONS}, True, id="mathv-first-line"),
+        pytest.param("(D)\n\nExplanation: ...", "C", {"options": MATHV_OPTIONS}, False, id="mathv-first-line-wrong"),
+        pytest.param("So we round down to get D.", "D", {"options": MATHV_OPTIONS}, True, id="mathv-ending-letter"),
+        pytest.param("The figure illustrates a Phillips curve.", "B", {"options": MMMU_CURVES}, True, id="mmmu-text"),
+        pytest.param("The figure illustrates a Phillips curve.", "A", {"options": MMMU_CURVES}, False,
+                     id="mmmu-text-wrong"),
+    ],
+)
+def test_grade_output_official_option_conventions(output, gold, kwargs, expected):
+    assert grade_output(output, gold, answer_type="multiple_choice", **kwargs).correct is expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "kwargs", "expected"),
+    [
+        # Math-Verify's number extraction (huggingface/Math-Verify tests/test_all.py)
+        pytest.param("1,000.99$", "1000.99", {}, True, id="currency-after-number"),
+        pytest.param("1,000.99€", "1000.99", {}, True, id="euro-after-number"),
+        pytest.param("€5", "5", {}, True, id="euro-before-number"),
+        pytest.param("1,000.99€", "1000.98", {}, False, id="currency-wrong-number"),
+        pytest.param("11,\\! 111,\\! 111,\\! 100", "11111111100", {}, True, id="negspace-groups-with-spaces"),
+        pytest.param("32,\\! 349", "32349", {}, True, id="negspace-group-with-space"),
+        pytest.param("32, 349", "32349", {}, False, id="comma-space-is-a-list"),
+        pytest.param("1 000", "1000", {}, True, id="space-thousands"),
+        pytest.param("1 00", "100", {}, False, id="space-not-a-thousands-group"),
+        pytest.param("125\\textnormal{ miles}", "$125$ miles", {}, True, id="textnormal-unit-vs-gold-unit"),
+        pytest.param("126\\textnormal{ miles}", "$125$ miles", {}, False, id="textnormal-unit-wrong"),
+        # MathVerse's scorer: the same quantity in other units ("0.5m and 50cm")
+        pytest.param("50 cm", "0.5 m", {}, True, id="length-cm-for-m"),
+        pytest.param("0.5 m", "50 cm", {}, True, id="length-m-for-cm"),
+        pytest.param("50\\text{ cm}", "0.5\\,\\mathrm{m}", {}, True, id="length-latex-units"),
+        pytest.param("1.5 km", "1500 meters", {}, True, id="length-words"),
+        pytest.param("12 inches", "1 ft", {}, True, id="length-imperial"),
+        pytest.param("2500 g", "2.5 kg", {}, True, id="mass-g-for-kg"),
+        pytest.param("16 oz", "1 lb", {"precision": 2}, True, id="mass-imperial"),
+        pytest.param("90 min", "1.5 hours", {}, True, id="time-min-for-hours"),
+        pytest.param("120 s", "2 minutes", {}, True, id="time-s-for-minutes"),
+        pytest.param("10000 cm^2", "1 m^2", {}, True, id="area-powers"),
+        pytest.param("400 cm", "4", {"unit": "m"}, True, id="benchmark-unit-param"),
+        pytest.param("5 cm", "0.5 m", {}, False, id="length-wrong-value"),
+        pytest.param("50 cm", "50 m", {}, False, id="length-other-size"),
+        pytest.param("4 cm", "4", {"unit": "m"}, False, id="benchmark-unit-param-other-size"),
+        pytest.param("5 kg", "5 m", {}, False, id="other-dimension"),
+        pytest.param("5 m", "5 min", {}, False, id="metres-are-not-minutes"),
+        pytest.param("12 cm^2", "12 cm", {}, False, id="area-is-not-length"),
+        pytest.param("50 cm", "0.5", {}, False, id="no-unit-on-gold-no-conversion"),
+        pytest.param("50", "0.5 m", {}, False, id="no-unit-on-prediction-no-conversion"),
+        pytest.param("3.5 m/s", "3.5", {}, True, id="compound-unit-ignored"),
+        pytest.param("40 mm", "C", {"options": ["2 cm", "3 cm", "4 cm"]}, True, id="option-value-in-other-unit"),
+    ],
+)
+def test_grade_numbers_and_units(prediction, gold, kwargs, expected):
+    assert grade(prediction, gold, **kwargs).correct is expected
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        # never a false positive: a sentence whose last number is not the answer stays ungraded
+        pytest.param("the number is not 10 which is 1,000.99€", None, id="sentence-last-number"),
+        pytest.param("so the number is 10 which is 1,000.99m²", None, id="sentence-last-number-with-unit"),
+        pytest.param("It costs 3$ more than the 5$ one.", None, id="sentence-currencies"),
+        pytest.param("1,000.99$", "1,000.99", id="whole-output-currency-after"),
+    ],
+)
+def test_extract_number_sentences(output, expected):
+    assert extract_answer(output) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "dimension", "size"),
+    [
+        pytest.param("cm", "length", 0.01, id="cm"),
+        pytest.param("kilometres", "length", 1000.0, id="kilometres"),
+        pytest.param("feet", "length", 0.3048, id="feet"),
+        pytest.param("kg", "mass", 1.0, id="kg"),
+        pytest.param("grams", "mass", 0.001, id="grams"),
+        pytest.param("min", "time", 60.0, id="min"),
+        pytest.param("Hours", "time", 3600.0, id="hours"),
+        pytest.param("m²", "length^2", 1.0, id="square-metre-superscript"),
+        pytest.param("cm^{3}", "length^3", 1e-6, id="cubic-cm-latex"),
+        pytest.param("square feet", "length^2", 0.3048**2, id="square-feet"),
+    ],
+)
+def test_parse_unit(text, dimension, size):
+    unit = parse_unit(text)
+    assert unit is not None and unit.dimension == dimension and unit.size == pytest.approx(size)
+
+
+@pytest.mark.parametrize("text", ["m/s", "degrees", "x", "", "kg^2", "square kg", "ts", "M"])
+def test_parse_unit_unknown(text):
+    assert parse_unit(text) is None
+
+
+def test_unit_factor_to():
+    assert parse_unit("cm").factor_to(parse_unit("m")) == pytest.approx(0.01)
+    assert parse_unit("h").factor_to(parse_unit("min")) == pytest.approx(60.0)
+    assert parse_unit("kg").factor_to(parse_unit("m")) is None

@@ -51,11 +51,14 @@ def test_library_and_harness_give_the_expected_verdict(case):
 
 
 def test_table_size_and_sources():
-    assert len(OFFICIAL) >= 120
+    assert len(OFFICIAL) >= 230
     assert {c["benchmark"] for c in CASES} >= {
         "mathvista", "mathverse", "mathvision", "mmmu", "mmstar", "wemath", "logicvista", "dynamath",
     }
     assert all(":" in c["source"] for c in CASES)  # repository:path of every case
+    assert {c["source"].split(":")[0] for c in OFFICIAL} >= {  # issue 21's classes have their scorers' cases
+        "mathllm/MATH-V", "MMMU-Benchmark/MMMU", "huggingface/Math-Verify", "ZrrSkywalker/MathVerse",
+    }
 
 
 def test_every_disagreement_with_an_official_scorer_is_explained():
@@ -65,17 +68,23 @@ def test_every_disagreement_with_an_official_scorer_is_explained():
 
 def test_no_false_positive_against_official_or_own_negatives():
     """A wrong answer graded correct is the worst failure: never where the official scorer or our own
-    negative cases say wrong, except a documented official mis-parse of a right answer."""
-    false_positives = [c["id"] for c in CASES if c["expected"] and c["official"] is False and not c.get("note")]
+    negative cases say wrong."""
+    false_positives = [c["id"] for c in CASES if c["expected"] and c["official"] is False]
     assert not false_positives
     assert OWN and not any(c["expected"] for c in OWN)
 
 
+def agreement(cases: list[dict]) -> tuple[int, int]:
+    """(cases whose expected verdict, the rules' verdict, equals the official one; cases), official
+    verdicts that rest on a guess (no answer in the output, mapped to the nearest option) left out."""
+    fair = [c for c in cases if c["official"] is not None and "nearest choice" not in c.get("note", "")]
+    return sum(c["expected"] == c["official"] for c in fair), len(fair)
+
+
 def test_agreement_with_official_scorers_at_least_95_percent_where_they_read_an_answer():
-    """Official verdicts that rest on a guess (no answer in the output, mapped to an option) are left out."""
-    fair = [c for c in OFFICIAL if "nearest choice" not in c.get("note", "")]
-    agree = sum(c["expected"] == c["official"] for c in fair)
-    assert agree / len(fair) >= 0.95, (agree, len(fair))
+    agree, total = agreement(CASES)
+    print(f"\nrules agree with the official scorers on {agree}/{total} = {agree / total:.1%}")
+    assert agree / total >= 0.95, (agree, total)
 
 
 def agreement_table() -> str:
@@ -92,10 +101,9 @@ def agreement_table() -> str:
         lines.append(f"| `{source}` | {len(cases)} | {agree} ({agree / len(cases):.0%}) | {len(guesses)} | "
                      f"{agree}/{fair} ({agree / fair:.0%}) |")
     agree = sum(c["expected"] == c["official"] for c in OFFICIAL)
-    guesses = sum("nearest choice" in c.get("note", "") for c in OFFICIAL)
-    fair = len(OFFICIAL) - guesses
-    lines.append(f"| **all** | {len(OFFICIAL)} | {agree} ({agree / len(OFFICIAL):.0%}) | {guesses} | "
-                 f"{agree}/{fair} ({agree / fair:.0%}) |")
+    fair_agree, fair = agreement(OFFICIAL)
+    lines.append(f"| **all** | {len(OFFICIAL)} | {agree} ({agree / len(OFFICIAL):.1%}) | {len(OFFICIAL) - fair} | "
+                 f"{fair_agree}/{fair} ({fair_agree / fair:.1%}) |")
     lines.append(f"| own negative cases (wrong answers that look right) | {len(OWN)} | "
                  f"{sum(not c['expected'] for c in OWN)} graded wrong | | |")
     return "\n".join(lines)
