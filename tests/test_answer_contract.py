@@ -44,6 +44,11 @@ OUTPUTS = [
     "",
     "x " * 5000 + "\nThe answer is 5.",
     "Option A is wrong, B too. Final answer: red",
+    "(B)\n\nBar B is the tallest of all bars shown.",  # MATH-V: a first line that is a letter
+    "(A)\n\nChecking again, the answer is (C).",  # two different options: no answer
+    "Comparing heights, we round up to get D.",  # MATH-V: a last sentence ending with a letter
+    "The tallest bar is painted red.",  # MMMU: an option's text ending the sentence (where that option is given)
+    "Selection from the options:\nD. 8/11",  # a letter with its option's text
 ]
 OPTION_LISTS = {
     "none": None,
