@@ -1,4 +1,5 @@
-"""The miniature world's results: the three claims from the merged eval report, the docs page, the shipped weights.
+"""The miniature world's results: the three claims from the merged eval report, where the errors come from
+(perception or reasoning), the docs page, the shipped weights.
 
 Run labels follow `evals.run` with two captioners: `reasoner-small [decoupled] (captioner)` is the
 small reasoner reading the VPO captioner's captions, `(captioner-sft)` the SFT captioner's.
@@ -10,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,7 @@ def claims(summary_path: Path) -> dict[str, Any]:
         "transfer": {**transfer, "holds": transfer["low"] > 0},
         "accuracy": {key: _accuracy(summary, label) for key, label in RUNS.items() if label in summary["runs"]},
         "captions": caption_stats(Path(summary_path).parent),
+        "attribution": attribution(Path(summary_path).parent),
     }
     if RUNS["other_pool"] in summary["runs"]:  # claim 5: does a pool-aligned captioner transfer better?
         pool = _difference(summary, RUNS["other_pool"], RUNS["other_vpo"])
@@ -123,6 +126,29 @@ def caption_stats(evals: Path) -> dict[str, dict[str, float]]:
                            "direct_flagged": sum(find_leak(r["output"], r.get("options")) is not None for r in direct)
                            / max(1, len(direct))}
     return stats
+
+
+def attribution(evals: Path) -> dict[str, Any]:
+    """Each decoupled run's wrong answers split exactly into perception and reasoning (the world knows what each
+    question needs: `evals.attribution`); `moves`: each item's outcome for the small reasoner with SFT, then VPO
+    captions (`perception/reasoning`: a perception error with SFT captions is a reasoning error with VPO's);
+    `families`: the question families of its reasoning errors with VPO captions; `general`: (exact cause, the
+    general rule's cause) pairs over the same errors, the general rule alone reading other runs' answers."""
+    from evals.attribution import attribute
+    from evals.store import SAMPLES_FILE, read_records
+
+    records = [r.model_copy(update={"run": _name(r.run)}) for r in read_records(evals / SAMPLES_FILE).values()]
+    exact = attribute(records)
+    cause = {(a.run, a.id): a.cause for a in exact.samples}
+    pairs = Counter(f"{cause[a.run, a.id]}/{a.cause}" for a in attribute(records, exact=False).samples)
+    sft, vpo = RUNS["small_sft"], RUNS["small_vpo"]
+    ids = [r.id for r in records if r.run == vpo]
+    family = {r.id: r.metadata.get("family") for r in records if r.run == vpo}
+    moves = Counter(f"{cause.get((sft, i), 'correct')}/{cause.get((vpo, i), 'correct')}" for i in ids)
+    families = Counter(family[i] for i in ids if cause.get((vpo, i)) == "reasoning")
+    return {"runs": {r.run: r.model_dump(include={"wrong", "perception", "reasoning", "unknown"}) for r in exact.rows},
+            "moves": dict(sorted(moves.items())), "families": dict(families.most_common()),
+            "general": dict(sorted(pairs.items()))}
 
 
 def _accuracy(summary: dict[str, Any], label: str) -> dict[str, Any]:
@@ -286,6 +312,7 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "",
         *_pool_section(found),
         *_guard_section(found, out),
+        *_attribution_section(found),
         "## Captions before and after VPO (small reasoner's answer)",
         "",
         *_examples(out),
@@ -421,6 +448,70 @@ def _guard_section(found: dict[str, Any], out: Path) -> list[str]:
            "teach it to answer in its captions, so here the guard had nothing to remove.", ""]
           if all(caps[name]["leak_rate"] == 0 for name in caps) else []),
     ]
+
+
+def _attribution_section(found: dict[str, Any]) -> list[str]:
+    """Where each reasoner's errors come from, per captioner: perception (the caption) or reasoning (the reasoner)."""
+    split = found.get("attribution")
+    if not split:
+        return []
+    runs, names = split["runs"], {"captioner-sft": "SFT", "captioner": "VPO", "captioner-pool": "pool VPO",
+                                  "captioner-guarded": "VPO, leak guard"}
+    rows = [f"| {reasoner} | {what} (`{captioner}`) | {r['wrong']} | {r['perception']} | {r['reasoning']} | "
+            f"{_pct(r['perception'] / r['wrong']) if r['wrong'] else '—'} |"
+            for reasoner in ("reasoner-small", "reasoner-large", "reasoner-other")
+            for captioner, what in names.items()
+            if (r := runs.get(f"{reasoner} [decoupled] ({captioner})"))]
+    lines = [
+        "## Where the errors come from: perception or reasoning",
+        "",
+        "For every wrong (or truncated) decoupled answer the world says exactly whether the caption held every value the "
+        "question needs — the bars it names, or all bars for tallest, shortest and sum — each one right "
+        "(`Benchmark.caption_holds`, read by `evals.attribution`; every eval report has this split, and `report.html` "
+        "filters by it). If it did, the reasoner erred (reasoning); if not, the caption did (perception), even where "
+        "the reasoner would have failed anyway.",
+        "",
+        "| reasoner | captions | wrong | perception | reasoning | perception % |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    small_sft, small_vpo = (runs.get(f"reasoner-small [decoupled] ({c})") for c in ("captioner-sft", "captioner"))
+    large_vpo = runs.get("reasoner-large [decoupled] (captioner)")
+    if small_sft and small_vpo:
+        moves, families = split["moves"], split["families"]
+        lines += [
+            f"The small reasoner reading VPO captions misses {small_vpo['wrong']} items: {small_vpo['reasoning']} of them "
+            f"({_pct(small_vpo['reasoning'] / max(1, small_vpo['wrong']))}%) are its own reasoning, "
+            f"{small_vpo['perception']} the caption's. VPO moved its perception errors from {small_sft['perception']} "
+            f"to {small_vpo['perception']} and its reasoning errors from {small_sft['reasoning']} to "
+            f"{small_vpo['reasoning']}. Of those {small_vpo['reasoning']}, {moves.get('perception/reasoning', 0)} were "
+            f"perception errors with SFT captions and {moves.get('correct/reasoning', 0)} were right: the SFT captions "
+            "hid them (an item with a bad caption counts as perception), and once the captions hold the values the "
+            "reasoner's own mistakes show — "
+            + ", ".join(f"{n} {name}" for name, n in families.items()) + " questions.",
+            "",
+        ]
+    if large_vpo and large_vpo["wrong"]:
+        lines += [f"The large reasoner with VPO captions: {large_vpo['perception']} of its {large_vpo['wrong']} errors "
+                  f"({_pct(large_vpo['perception'] / large_vpo['wrong'])}%) are the caption's.", ""]
+    pairs = split["general"]
+    decided = {k: n for k, n in pairs.items() if not k.endswith("/unknown")}
+    agree = sum(n for k, n in decided.items() if k.split("/")[0] == k.split("/")[1])
+    total = sum(pairs.values())
+    lines += [
+        "Without the world's knowledge, the general rule uses what a run already has: another reasoner answered right "
+        "from the same caption (reasoning), or every reasoner missed it from this caption but the captioner's direct "
+        f"answer or another captioner's caption got it right (perception). On the same {total} errors it decides "
+        f"{sum(decided.values())} and agrees with the exact split on {agree} "
+        f"({_pct(agree / max(1, sum(decided.values())))}%); it leaves "
+        f"{total - sum(decided.values())} unknown (no run answered right). It calls "
+        f"{pairs.get('perception/reasoning', 0)} perception errors reasoning — another reasoner's answer from the same "
+        "wrong or incomplete caption was right by chance (two to four options, small sums) — and "
+        f"{pairs.get('reasoning/perception', 0)} reasoning errors perception.",
+        "",
+    ]
+    return lines
 
 
 def install(out: Path, *, command: list[str], config: Any, weights_dir: Path = WEIGHTS_DIR) -> None:
