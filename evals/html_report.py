@@ -55,24 +55,24 @@ def benchmark_images(
     """The images of the records' samples, loaded again from the benchmarks of a run's (or merged runs')
     `config`; a benchmark that cannot be loaded (offline Hub, a moved local copy) is named in the notes."""
     from evals.config import BenchmarkRef
+    from evals.tasks import get_benchmark
 
     wanted: dict[str, set[str]] = {}
     for record in records:
         wanted.setdefault(record.benchmark, set()).add(record.id)
     configs = list((config or {}).get("merged_from", {}).values()) or ([config] if config else [])
-    refs = {BenchmarkRef(**ref) for c in configs for ref in c.get("benchmarks", [])}
+    refs = {json.dumps(ref, sort_keys=True): ref for c in configs for ref in c.get("benchmarks", [])}
     images: dict[SampleKey, tuple[ImageSource, ...]] = {}
     notes = []
-    for ref in sorted(refs, key=lambda r: r.label):
-        if ref.label not in wanted:
-            continue
+    for text, data in sorted(refs.items()):
         try:
-            from evals.tasks import get_benchmark
-
+            ref = BenchmarkRef.model_validate(data)
+            if ref.label not in wanted:
+                continue
             samples = get_benchmark(ref.name).load(ref.split, ref.path)
-        except RapidError as exc:
-            log.warning("report.html: no images of %s: %s", ref.label, exc)
-            notes.append(f"No images of {ref.label}: {str(exc)[:300]}")
+        except (RapidError, ValueError) as exc:  # ValueError: a reference this version cannot read
+            log.warning("report.html: no images of %s: %s", text, exc)
+            notes.append(f"No images of {data.get('name', text) if isinstance(data, dict) else text}: {str(exc)[:300]}")
             continue
         images |= {(ref.label, s.id): s.images for s in samples if s.id in wanted[ref.label]}
     return images, notes

@@ -104,6 +104,8 @@ def test_images_are_loaded_again_from_the_benchmarks_the_config_names(tmp_path):
     images, notes = benchmark_images([*records, rec("small", "1", bench="mmstar")], merged)
     assert len(images) == 2 and len(notes) == 1 and notes[0].startswith("No images of mmstar:")  # named, not fatal
     assert benchmark_images(records, None) == ({}, [])
+    _, notes = benchmark_images(records, {"benchmarks": [{"name": "bundled", "split": "test", "shards": 3}]})
+    assert len(notes) == 1 and notes[0].startswith("No images of bundled:")  # a reference of another version
 
 
 def test_write_reports_writes_the_page_and_the_attribution_table(tmp_path):
