@@ -2,10 +2,12 @@
 
 `extract_answer` pulls the final answer out of a model's output; it never guesses: it takes an
 answer only where a marker says it is the answer (``<answer>`` tags, a JSON ``"short answer"``, the
-last ``\\boxed{}``, "Answer: X" / "the answer is X", a concluding "the value of ... is X."), or where
+last ``\\boxed{}``, "Answer: X" / "the answer is X", a concluding "the value of ... is X."), where a
+benchmark's own scorer reads an option (MATH-V's letter conventions, MMMU's option texts), or where
 the whole output is an answer. `grade` compares an answer with one or several accepted golds by a
 benchmark's conventions (option letters/texts, numbers with units/percent/precision/tolerance,
-integers, lists, plain text, LaTeX via ``math_verify``); `grade_output` does both and is the one
+integers, lists, plain text, LaTeX via ``math_verify``; quantities in other units of length, mass or
+time via `rapid_agent.units`); `grade_output` does both and is the one
 verdict path of the library and the eval harness. Work is linear in the output length, and only its
 last `MAX_EXAMINED_CHARS` characters are examined. Nothing raises on odd model output.
 
@@ -329,10 +331,13 @@ def extract_answer(
     Reasoning blocks are removed and the last `MAX_EXAMINED_CHARS` characters searched, in order:
     the last ``<answer>...</answer>``; a JSON ``"short answer": "..."`` (DynaMath); the last
     ``\\boxed{}`` (with boxes joined to it by "and"/commas, as a list); the last "Answer: X" / "the
-    answer is X" / "the correct option is X" / "Answer $9$" whose X is an answer value; a concluding
-    last sentence "the value of bar C is X."; for multiple choice a lone option letter on the last
-    line ("(B)", "B."; within range when ``options`` are given); the whole output when it is an
-    answer value ("14", "(B) 8/11", "4 cm").
+    answer is X" / "the correct option is X" / "Answer $9$" whose X is an answer value; with
+    ``options``, a last line "D. <option D's text>", a last sentence ending with an option letter
+    (MATH-V) or with one option's text (MMMU); a concluding last sentence "the value of bar C is X.";
+    for multiple choice a lone option letter on the last line ("(B)", "B."; within range when
+    ``options`` are given); the whole output when it is an answer value ("14", "(B) 8/11", "4 cm").
+    With ``options``, a first line that is an option letter alone (MATH-V) answers unless the rest
+    names another option (then there is no answer).
     """
     if not text or truncated:
         return None
