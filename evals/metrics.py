@@ -65,8 +65,8 @@ class Score(BaseModel):
     clusters: int | None = None
 
 
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for k successes out of n."""
+def wilson(k: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for k successes out of n (k may be a share times n: n units, k/n observed)."""
     if n == 0:
         return 0.0, 1.0
     p = k / n
@@ -83,16 +83,20 @@ def proportion(k: int, n: int) -> Score:
 
 def accuracy(outcomes: Sequence[Outcome], *, cluster_by: str | None = None, seed: int = 0) -> Score:
     """Share of correct outcomes: a Wilson interval for independent items, else a cluster bootstrap over
-    `metadata[cluster_by]` (whole clusters resampled; the statistic is correct items / items resampled)."""
+    `metadata[cluster_by]` (whole clusters resampled; the statistic is correct items / items resampled).
+
+    Where every cluster has the same share (all right, all wrong), no resample differs and the bootstrap
+    shows no spread: the interval is then Wilson's with the clusters as the units.
+    """
     k, n = sum(o.correct for o in outcomes), len(outcomes)
     if cluster_by is None:
         return proportion(k, n)
     units = [(sum(c), len(c)) for c in clusters([(cluster_of(o, cluster_by), o.correct) for o in outcomes])]
-    if k in (0, n):  # every resample agrees: no spread to read, so Wilson over the clusters (the fewest units)
-        low, high = wilson(0 if k == 0 else len(units), len(units))
-    else:
-        low, high = bootstrap_interval(units, lambda us: sum(u[0] for u in us) / sum(u[1] for u in us), seed=seed)
-    return Score(value=k / n if n else 0.0, low=low, high=high, n=n, clusters=len(units))
+    value = k / n if n else 0.0
+    low, high = bootstrap_interval(units, lambda us: sum(u[0] for u in us) / sum(u[1] for u in us), seed=seed)
+    if low == high:
+        low, high = wilson(value * len(units), len(units))
+    return Score(value=value, low=low, high=high, n=n, clusters=len(units))
 
 
 def cluster_of(outcome: Outcome, cluster_by: str) -> Hashable:
@@ -335,10 +339,13 @@ def compare(
     def diff(us: Sequence[tuple[int, int]]) -> float:
         return sum(u[0] for u in us) / sum(u[1] for u in us) if us else 0.0
 
-    if any(diffs):
-        low, high = bootstrap_interval(units, diff, seed=seed)
-    else:  # no pair disagrees, so no resample does: |A − B| ≤ the discordant share, at most Wilson's bound for 0 of k
-        low, high = -wilson(0, k)[1], wilson(0, k)[1]
+    low, high = bootstrap_interval(units, diff, seed=seed)
+    if low == high or not units:  # every cluster alike (identical runs), or none: no spread to read, so Newcombe's
+        # square-and-add of the Wilson intervals of the two discordant shares, clusters as the units
+        shares = [diffs.count(side) / n if n else 0.0 for side in (1, -1)]
+        (low_a, high_a), (low_b, high_b) = (wilson(share * k, k) for share in shares)
+        low = diff(units) - math.hypot(shares[0] - low_a, high_b - shares[1])
+        high = diff(units) + math.hypot(high_a - shares[0], shares[1] - low_b)
     return Comparison(
         a=a, b=b, benchmark=benchmark, n=n, dropped=len(set(correct_a) | set(correct_b)) - n,
         accuracy_a=sum(bool(correct_a[i]) for i in ids) / n if n else 0.0,

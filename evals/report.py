@@ -5,7 +5,9 @@ accuracy in % over all samples with a 95% interval and the sample count. Beside 
 outcome is counted: correct, wrong, truncated (cut off by the token limit) or error (the backend
 failed: no answer to grade, never folded silently into "wrong"). With a judge, its verdicts are set
 against the rules'. Every pair of runs is compared on the samples both completed, saying how many
-were dropped. Latencies vary between machines and re-runs, so they live apart, under `timing`.
+were dropped, with the smallest difference the comparison could detect. Where a benchmark repeats
+one problem (`Benchmark.cluster_by`), intervals and paired tests resample whole problems, and the
+report says so. Latencies vary between machines and re-runs, so they live apart, under `timing`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pydantic import BaseModel
 
 from evals.attribution import attribute, markdown_section, read_judged
 from evals.html_report import HTML_FILE, write_html
-from evals.metrics import Comparison, Score, Status, accuracy, compare, proportion, status
+from evals.metrics import Comparison, Score, Status, accuracy, cluster_of, compare, status
 from evals.store import SampleRecord, check_one_configuration
 from evals.tasks import get_benchmark
 
@@ -44,7 +46,8 @@ class JudgeAgreement(BaseModel):
 
 class BenchmarkResult(BaseModel):
     """One run on one benchmark. `accuracy` counts every sample (an error or truncation is not correct);
-    `accuracy_completed` leaves out the errors. The outcome counts add up to `samples`."""
+    `accuracy_completed` leaves out the errors. The outcome counts add up to `samples`. `cluster_by`: the
+    metadata key whose clusters the intervals resample (None: independent items, Wilson intervals)."""
 
     accuracy: Score
     accuracy_completed: Score
@@ -57,6 +60,7 @@ class BenchmarkResult(BaseModel):
     error_rate: float
     metrics: dict[str, Score]
     headline: list[str]
+    cluster_by: str | None
     judge: JudgeAgreement | None = None
 
 
@@ -98,11 +102,11 @@ def summarize(
     comparisons = []
     for a, b in itertools.combinations(by_run, 2):
         for bench in sorted(runs[a].benchmarks.keys() & runs[b].benchmarks.keys()):
-            ca, cb = (
-                {r.id: None if r.error is not None else r.correct for r in by_run[label] if r.benchmark == bench}
-                for label in (a, b)
-            )
-            comparisons.append(compare(a, b, bench, ca, cb, seed=seed))
+            ra, rb = ([r for r in by_run[label] if r.benchmark == bench] for label in (a, b))
+            ca, cb = ({r.id: None if r.error is not None else r.correct for r in rs} for rs in (ra, rb))
+            key = runs[a].benchmarks[bench].cluster_by
+            ids = {r.id: cluster_of(r.outcome(), key) for r in ra + rb} if key else None
+            comparisons.append(compare(a, b, bench, ca, cb, cluster_by=key, cluster_ids=ids, seed=seed))
     timing = {
         label: {"latency_s_mean": sum(r.latency_s for r in rs) / len(rs), "latency_s_total": sum(r.latency_s for r in rs)}
         for label, rs in by_run.items()
@@ -120,12 +124,13 @@ def _run_summary(records: list[SampleRecord], seed: int) -> RunSummary:
         outcomes = [r.outcome() for r in rs]
         metrics = bench.metrics(outcomes, seed=seed) if bench.metrics else {}
         counts = Counter(record_status(r) for r in rs)
-        completed = len(rs) - counts["error"]
+        completed = [r.outcome() for r in rs if r.error is None]
         benchmarks[label] = BenchmarkResult(
-            accuracy=accuracy(outcomes), accuracy_completed=proportion(counts["correct"], completed), samples=len(rs),
+            accuracy=accuracy(outcomes, cluster_by=bench.cluster_by, seed=seed),
+            accuracy_completed=accuracy(completed, cluster_by=bench.cluster_by, seed=seed), samples=len(rs),
             correct=counts["correct"], wrong=counts["wrong"], truncated=counts["truncated"], errors=counts["error"],
             truncated_rate=counts["truncated"] / len(rs), error_rate=counts["error"] / len(rs), metrics=metrics,
-            headline=list(bench.headline), judge=_judge_agreement(rs),
+            headline=list(bench.headline), cluster_by=bench.cluster_by, judge=_judge_agreement(rs),
         )
     first = records[0]
     return RunSummary(
@@ -198,6 +203,7 @@ def markdown(summary: Summary) -> str:
         lines.append(_row(cells))
     lines += ["", "Accuracy counts every sample; errors and truncated outputs are not correct, and are counted apart "
               "below. Decoupled runs share one captioning pass: its tokens are paid once."]
+    lines += _clustering_note(summary, benches)
     lines += _outcome_table(summary)
     lines += _judge_table(summary)
     detail = [b for b in benches if any(run.benchmarks[b].metrics for run in summary.runs.values() if b in run.benchmarks)]
@@ -212,16 +218,38 @@ def markdown(summary: Summary) -> str:
     if summary.comparisons:
         lines += ["", "## Paired comparisons (A − B on the samples both completed)", "",
                   _row(["benchmark", "A", "B", "n", "dropped", "A %", "B %", "A − B [95% paired bootstrap]",
-                        "only A right", "only B right", "McNemar p"]),
-                  _row(["---"] * 11)]
+                        "only A right", "only B right", "p", "test", "MDD"]),
+                  _row(["---"] * 13)]
         for c in summary.comparisons:
             lines.append(_row([
                 c.benchmark, c.a, c.b, str(c.n), str(c.dropped), f"{100 * c.accuracy_a:.1f}", f"{100 * c.accuracy_b:.1f}",
                 f"{100 * c.difference:+.1f} [{100 * c.low:+.1f}, {100 * c.high:+.1f}]", str(c.only_a_correct),
-                str(c.only_b_correct), f"{c.p_value:.3g}",
+                str(c.only_b_correct), f"{c.p_value:.3g}", c.test, f"{100 * c.mdd:.1f}",
             ]))
-        lines += ["", "dropped: samples left out of a comparison (errored in either run, or evaluated by one only)."]
+        lines += ["", "dropped: samples left out of a comparison (errored in either run, or evaluated by one only). "
+                  "MDD: the smallest difference (points) the comparison could detect at its size, with 80% power at "
+                  "alpha 0.05: (z₀.₉₇₅ + z₀.₈₀) × the (clustered) standard error of A − B, never below the bound "
+                  "a difference's own discordance sets. A difference smaller than the MDD that is not significant "
+                  "is no evidence of equality."]
     return "\n".join(lines) + "\n"
+
+
+def _clustering_note(summary: Summary, benches: list[str]) -> list[str]:
+    """Per benchmark: whether its intervals and paired tests treat items as independent or resample problems."""
+    lines = ["", "## Statistics", ""]
+    for bench in benches:
+        result = next(run.benchmarks[bench] for run in summary.runs.values() if bench in run.benchmarks)
+        if result.cluster_by is None:
+            lines.append(f"- {bench}: independent items: Wilson intervals, paired bootstrap over samples, "
+                         "McNemar's exact test.")
+            continue
+        lines.append(
+            f"- {bench}: items repeat a problem, so intervals and paired comparisons are clustered by "
+            f"`{result.cluster_by}` ({result.accuracy.clusters} clusters over {result.samples} samples): a cluster "
+            "bootstrap resamples whole clusters, and the paired test is an exact sign-flip test over the clusters' "
+            "summed differences (McNemar's assumes independent pairs)."
+        )
+    return lines
 
 
 def _outcome_table(summary: Summary) -> list[str]:

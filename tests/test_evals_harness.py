@@ -331,7 +331,7 @@ def test_reports_and_merge(tmp_path):
     report = (folder / "report.md").read_text()
     assert "| run | bundled | mmstar | reasoner tokens/sample (in/out) | captioner tokens/sample (in/out) |" in report
     assert "| r1 [decoupled] | 100.0 [" in report and "(n=4)" in report and "(n=3)" in report
-    assert "### mmstar" in report and "category=math" in report and "McNemar p" in report
+    assert "### mmstar" in report and "category=math" in report and "| McNemar exact |" in report
     assert (folder / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert Image.open(folder / "accuracy.png").size[0] > 300
     data = json.loads((folder / "summary.json").read_text())

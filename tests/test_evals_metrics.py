@@ -19,6 +19,8 @@ from evals.metrics import (
     status,
     wilson,
 )
+from evals.report import markdown, summarize
+from evals.store import SampleRecord
 from evals.tasks import get_benchmark
 from rapid_agent.errors import InputError
 
@@ -199,10 +201,15 @@ def test_clustered_interval_is_wider_when_items_repeat_a_problem_and_naive_for_s
     assert (single.low, single.high) == bootstrap_interval([o.correct for o in singles], mean, seed=0)
 
 
-@pytest.mark.parametrize(("correct", "expected"), [(False, (0.0, wilson(0, 8)[1])), (True, (wilson(8, 8)[0], 1.0))])
-def test_clustered_interval_with_no_spread_is_wilsons_over_the_clusters(correct, expected):
-    score = accuracy(_clustered_outcomes([correct] * 8, 3), cluster_by="problem")
-    assert (score.low, score.high) == pytest.approx(expected)
+@pytest.mark.parametrize(("versions", "expected"), [
+    ([False] * 3, wilson(0, 8)),  # all wrong
+    ([True] * 3, wilson(8, 8)),  # all right
+    ([True, True, False], wilson(8 * 2 / 3, 8)),  # every problem 2 of 3: no resample differs either
+])
+def test_clustered_interval_with_no_spread_is_wilsons_over_the_clusters(versions, expected):
+    outcomes_ = [Outcome(id=f"{p}v{v}", correct=ok, metadata={"problem": p}) for p in range(8) for v, ok in enumerate(versions)]
+    score = accuracy(outcomes_, cluster_by="problem")
+    assert (score.low, score.high) == pytest.approx(expected) and score.high > score.low
 
 
 def test_clustered_comparison_resamples_problems_and_flips_their_signs():
@@ -216,6 +223,32 @@ def test_clustered_comparison_resamples_problems_and_flips_their_signs():
     assert plain.p_value < 0.05 < clustered.p_value  # McNemar on the 80 items overstates the evidence
     assert clustered.high - clustered.low > plain.high - plain.low and clustered.mdd > plain.mdd
     assert clustered.test == "sign-flip exact over problem clusters"
+
+
+def _records(run: str, benchmark: str, correct: list[bool], key: str | None) -> list[SampleRecord]:
+    return [
+        SampleRecord(run=run, mode="decoupled", captioner="cap", reasoner=run, benchmark=benchmark, id=str(i),
+                     question="q", gold=["A"], correct=ok, metadata={key: i // 4} if key else {})
+        for i, ok in enumerate(correct)
+    ]
+
+
+def test_report_says_which_benchmarks_are_clustered_and_prints_each_comparisons_mdd():
+    a, b = [i % 4 != 0 for i in range(40)], [i % 8 < 4 for i in range(40)]  # 10 problems of 4 versions
+    records = [*_records("A", "mathverse", a, "problem"), *_records("B", "mathverse", b, "problem"),
+               *_records("A", "mmstar", a, None), *_records("B", "mmstar", b, None)]
+    summary = summarize(records)
+    clustered, plain = (next(c for c in summary.comparisons if c.benchmark == bench) for bench in ("mathverse", "mmstar"))
+    assert (clustered.cluster_by, clustered.clusters, plain.cluster_by, plain.clusters) == ("problem", 10, None, 40)
+    assert summary.runs["A"].benchmarks["mathverse"].accuracy.clusters == 10
+    report = markdown(summary)
+    assert "- mathverse: items repeat a problem, so intervals and paired comparisons are clustered by `problem` " \
+           "(10 clusters over 40 samples)" in report
+    assert "- mmstar: independent items: Wilson intervals, paired bootstrap over samples, McNemar's exact test." in report
+    assert "| only A right | only B right | p | test | MDD |" in report
+    for c in (clustered, plain):
+        assert f"| {c.p_value:.3g} | {c.test} | {100 * c.mdd:.1f} |" in report
+    assert clustered.mdd > plain.mdd and clustered.test == "sign-flip exact over problem clusters"
 
 
 @pytest.mark.parametrize(("outcomes_", "cluster_ids", "message"), [
@@ -239,6 +272,7 @@ def test_paired_comparison_uses_only_samples_both_runs_completed():
     assert (result.accuracy_a, result.accuracy_b, result.only_a_correct, result.only_b_correct) == (0.5, 0.0, 1, 0)
     nothing = compare("A", "B", "bench", {"1": None}, {"1": True})
     assert (nothing.n, nothing.dropped, nothing.difference, nothing.p_value) == (0, 1, 0.0, 1.0)
+    assert (nothing.low, nothing.high) == (-1.0, 1.0)  # no pair: any difference
 
 
 @pytest.mark.parametrize(("correct", "error", "truncated", "expected"), [
