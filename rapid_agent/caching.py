@@ -92,17 +92,30 @@ def decoding_of(model: BaseChatModel) -> dict[str, Any]:
 
 
 def perception_keys(
-    captioner: BaseChatModel, preset: PromptPreset, image_urls: Sequence[str], question: str, options: Sequence[str] | None,
+    captioners: BaseChatModel | Sequence[BaseChatModel], preset: PromptPreset, image_urls: Sequence[str], question: str,
+    options: Sequence[str] | None,
 ) -> dict[str, str]:
-    """This run's key per perception kind, for the graph's `data:` image URLs (keyed by the bytes sent)."""
-    identity, decoding = chat_model_identity(captioner), decoding_of(captioner)
+    """This run's key per perception kind, for the graph's `data:` image URLs (keyed by the bytes sent).
+
+    A captioner list (each describes the image) keys its captions by every captioner in order; the
+    tentative answer is the first captioner's."""
+    models = [captioners] if isinstance(captioners, BaseChatModel) else list(captioners)
     hashes = [image_digest(base64.b64decode(url.partition(",")[2])) for url in image_urls]
-    return {kind: perception_key(kind, identity, preset, hashes, question, options, decoding) for kind in PERCEPTION_KINDS}
+    each = [
+        {kind: perception_key(kind, chat_model_identity(m), preset, hashes, question, options, decoding_of(m))
+         for kind in PERCEPTION_KINDS}
+        for m in models
+    ]
+    if len(each) == 1:
+        return each[0]
+    return {kind: each[0][kind] if kind == "tentative" else _digest([keys[kind] for keys in each]) for kind in PERCEPTION_KINDS}
 
 
-def check_perception_keys(state: Mapping[str, Any], captioner: BaseChatModel, preset: PromptPreset) -> None:
+def check_perception_keys(
+    state: Mapping[str, Any], captioners: BaseChatModel | Sequence[BaseChatModel], preset: PromptPreset,
+) -> None:
     """Refuse to run (and so to cache) a perception node whose state keys are not this run's own."""
-    expected = perception_keys(captioner, preset, state.get("image_urls") or [], state["question"], state.get("options"))
+    expected = perception_keys(captioners, preset, state.get("image_urls") or [], state["question"], state.get("options"))
     if state.get(PERCEPTION_KEYS) != expected:
         raise InputError(
             f"state field {PERCEPTION_KEYS} does not match this run's captioner, preset and input; it is derived "

@@ -159,12 +159,29 @@ def format_question(question: str, options: Sequence[str] | None = None) -> str:
     return question + "\nOptions:\n" + "\n".join(lines)
 
 
-def join_captions(captions: Sequence[str], requests: Sequence[str]) -> str:
-    """Merge the first caption with re-captions, each headed by the request that produced it."""
-    parts = [captions[0]]
-    for request, caption in zip(requests, captions[1:], strict=False):
-        parts.append(f"\n\n### Additional description ({request}): {caption}")
+def join_captions(captions: Sequence[str], requests: Sequence[str], rounds: Sequence[int] | None = None) -> str:
+    """The caption text the reasoner reads: the first descriptions, then each re-caption headed by its request.
+
+    `rounds` counts the captions each round added (the first entry: the descriptions read first, one per
+    captioner or as given; each later one: a re-caption round's); None: one caption per round. Several
+    descriptions of one round are labelled `Description i of n`, one after another.
+    """
+    counts = list(rounds) if rounds is not None else [1] * len(captions)
+    groups, start = [], 0
+    for count in counts:
+        groups.append(list(captions[start:start + count]))
+        start += count
+    parts = [_labelled(groups[0])] if groups else []
+    for request, group in zip(requests, groups[1:], strict=False):
+        parts.append(f"\n\n### Additional description ({request}): {_labelled(group)}")
     return "".join(parts)
+
+
+def _labelled(descriptions: Sequence[str]) -> str:
+    if len(descriptions) == 1:
+        return descriptions[0]
+    n = len(descriptions)
+    return "\n\n".join(f"Description {i} of {n}: {text}" for i, text in enumerate(descriptions, 1))
 
 
 def parse_recaption_request(reasoner_output: str) -> str | None:

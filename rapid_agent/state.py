@@ -6,12 +6,21 @@ import operator
 from typing import Annotated
 
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 from typing_extensions import NotRequired, TypedDict
 
 from rapid_agent.errors import ConfigError, describe_validation
 from rapid_agent.images import ImageInput
 from rapid_agent.prompts import PromptPreset
+from rapid_agent.voting import Vote
 
 
 class NodeUsage(TypedDict):
@@ -65,6 +74,8 @@ class RapidState(RapidInput):
     answer: NotRequired[str | None]
     round: NotRequired[int]
     truncated: NotRequired[bool]
+    caption_rounds: NotRequired[list[int]]
+    vote: NotRequired[Vote | None]
     usage: NotRequired[Annotated[list[NodeUsage], operator.add]]
     perception_cached: NotRequired[Annotated[bool | None, all_cached]]
 
@@ -76,7 +87,16 @@ class RapidOutput(TypedDict):
     is kept as `<think>...</think>`) and its reply; `answer` is extracted from the reply only.
     `truncated` is True when the reasoner stopped inside its thinking (an unclosed `<think>`) or was
     cut off by its token limit (`finish_reason == "length"`) before a `\\boxed{}` answer; `answer` is
-    then None. Re-caption requests are never truncated. `perception_cached` is True when every
+    then None. Re-caption requests are never truncated.
+
+    `caption_rounds` counts the captions each round added: first the descriptions the reasoner read
+    first (one per captioner of a captioner list, or those given), then one entry per re-caption round.
+
+    With `reasoner_samples=k > 1`, `vote` holds the vote over the k samples (`rapid_agent.voting.Vote`:
+    outcome, counts, every sample's reasoning and answer); `answer` is the winner (None on a tie or
+    when no sample answered), `reasoning` and `truncated` those of the first sample that gave it (with
+    no answer at all: the first sample's; on a tie `reasoning` is None), and `usage` lists every call.
+    With k = 1 `vote` is None. `perception_cached` is True when every
     captioner output of the run came from the caption cache (`rapid_agent.caching`), False when one
     was computed, None when the run asked the captioner nothing; a cached output's `usage` entry is
     the one of the call that made it.
@@ -91,6 +111,8 @@ class RapidOutput(TypedDict):
     answer: str | None
     round: int
     truncated: bool
+    caption_rounds: NotRequired[list[int]]
+    vote: NotRequired[Vote | None]
     usage: list[NodeUsage]
     perception_cached: NotRequired[bool | None]
 
@@ -98,20 +120,37 @@ class RapidOutput(TypedDict):
 class RapidContext(BaseModel):
     """Per-call overrides (LangGraph runtime context). `None` fields fall back to the build-time setting.
 
-    `captioner` / `reasoner` accept a `BaseChatModel` or a spec string (see `rapid_agent.models.spec`).
-    Unknown fields and wrong types are a `ConfigError` naming the field, so a typo in a served
+    `captioner` / `reasoner` accept a `BaseChatModel` or a spec string (see `rapid_agent.models.spec`);
+    `captioner` may be a list of them (distinct): each describes the image, and the reasoner reads the
+    descriptions one after another, labelled (the first captioner gives a tentative answer). With
+    `reasoner_samples=k`, the reasoner answers k times from the same caption(s) and the answers are put
+    to a vote (`rapid_agent.voting`; sampling needs a reasoner with a temperature above 0). Unknown fields and wrong types are a `ConfigError` naming the field, so a typo in a served
     run's `context` fails loudly.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    captioner: BaseChatModel | str | None = None
+    captioner: BaseChatModel | str | tuple[BaseChatModel | str, ...] | None = None
     reasoner: BaseChatModel | str | None = None
     prompt_preset: str | PromptPreset | None = None
     max_recaption_rounds: int | None = Field(None, ge=0, strict=True)
+    reasoner_samples: int | None = Field(None, ge=1, strict=True)
 
     def __init__(self, **data: object) -> None:
         try:
             super().__init__(**data)
         except ValidationError as exc:
             raise ConfigError(f"bad context: {describe_validation(exc, 'context')}") from None
+
+    @field_validator("captioner")
+    @classmethod
+    def _captioner_list(cls, captioner: object) -> object:
+        if isinstance(captioner, tuple):
+            if not captioner:
+                raise ValueError("a captioner list needs at least one captioner")
+            specs = [c.strip() if isinstance(c, str) else id(c) for c in captioner]
+            if len(set(specs)) != len(specs):
+                raise ValueError("a captioner is listed twice")
+            if len(captioner) == 1:
+                return captioner[0]
+        return captioner

@@ -185,8 +185,8 @@ def test_forged_cache_keys_in_the_state_are_refused():
     config = {"configurable": {"thread_id": "t"}}
     graph.invoke(REQUEST, config)
     # another run's key, written into this thread, must not store this thread's caption under it
-    graph.update_state(config, {"captions": [], "perception_keys": {"caption": "forged", "recaption": "x", "tentative": "y"}},
-                       as_node="prepare")
+    forged = {"caption": "forged", "recaption": "x", "tentative": "y"}
+    graph.update_state(config, {"captions": [], "caption_rounds": [], "perception_keys": forged}, as_node="prepare")
     with pytest.raises(InputError, match="perception_keys"):
         graph.invoke(None, config)
     assert len(cap.calls) == 1

@@ -146,7 +146,7 @@ def build_tool_graph(rapid: CompiledStateGraph, tool: ToolName) -> CompiledState
     options: dict[str, Any] = {"interrupt_before": ["reason"]} if perception_only else {}
 
     def result(out: Mapping[str, Any]) -> dict[str, Any]:
-        caption = join_captions(out["captions"], out.get("recaption_requests") or [])
+        caption = join_captions(out["captions"], out.get("recaption_requests") or [], out.get("caption_rounds"))
         if perception_only:
             return {"caption": caption}
         return {"answer": out.get("answer"), "caption": caption, "reasoning": out.get("reasoning")}
