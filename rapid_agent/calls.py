@@ -1,11 +1,13 @@
 """The model calls of one graph node: made together (sync or async), bounded, with typed failures.
 
-A node hands `invoke_all` / `ainvoke_all` its `ModelCall`s (one per captioner of a captioner list,
-k for k reasoner samples, else one) and gets one `Reply` per call, in order, with its latency. The
-calls run concurrently: async calls as tasks on the running loop, sync ones on worker threads (a single
-sync call without a time-out runs in place). A failed call becomes a `BackendError` naming the node
-and the model, `transient` when worth retrying (the graph's retry policy reads it, then reruns the
-node's calls); `timeout_s` bounds each call; the first failure cancels the async calls still running.
+A node hands `invoke_all` / `ainvoke_all` its `ModelCall`s (one per captioner of a captioner list, or
+one call of k samples for k reasoner samples) and gets one `Reply` per sample, in order, with its
+latency. The calls run concurrently: async calls as tasks on the running loop (k samples of one prompt
+as one batched `agenerate` call: one callback set-up for all, one batch for a local model's
+micro-batcher), sync ones on worker threads (a single sync call without a time-out runs in place). A
+failed call becomes a `BackendError` naming the node and the model, `transient` when worth retrying
+(the graph's retry policy reads it, then reruns the node's calls); `timeout_s` bounds each call; the
+first failure cancels the async calls still running.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import ensure_config
 
 from rapid_agent.errors import BackendError, RapidError
 from rapid_agent.state import NodeUsage
@@ -26,10 +29,11 @@ from rapid_agent.state import NodeUsage
 
 @dataclass(frozen=True)
 class ModelCall:
-    """One call: a model and the messages it is sent."""
+    """One call: a model, the messages it is sent, and how many samples it asks for."""
 
     model: BaseChatModel
     messages: list[BaseMessage]
+    samples: int = 1
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ def model_name(model: BaseChatModel) -> str:
 
 
 def invoke_all(node: str, calls: Sequence[ModelCall], timeout_s: float | None) -> list[Reply]:
-    """Make `calls` at once (worker threads) and return their replies in order."""
+    """Make `calls` at once (worker threads, one per sample) and return their replies in order."""
+    calls = [ModelCall(call.model, call.messages) for call in calls for _ in range(call.samples)]
     if len(calls) == 1 and timeout_s is None:
         return [_sync_call(node, calls[0])]
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=len(calls))
@@ -94,10 +99,10 @@ def invoke_all(node: str, calls: Sequence[ModelCall], timeout_s: float | None) -
 async def ainvoke_all(node: str, calls: Sequence[ModelCall], timeout_s: float | None) -> list[Reply]:
     """Make `calls` at once (tasks on the running loop) and return their replies in order."""
     if len(calls) == 1:
-        return [await _async_call(node, calls[0], timeout_s)]
+        return await _async_call(node, calls[0], timeout_s)
     tasks = [asyncio.ensure_future(_async_call(node, call, timeout_s)) for call in calls]
     try:
-        return list(await asyncio.gather(*tasks))
+        return [reply for replies in await asyncio.gather(*tasks) for reply in replies]
     except BaseException:
         for task in tasks:
             task.cancel()
@@ -115,15 +120,29 @@ def _sync_call(node: str, call: ModelCall) -> Reply:
     return _reply(node, call, message, time.perf_counter() - started)
 
 
-async def _async_call(node: str, call: ModelCall, timeout_s: float | None) -> Reply:
+async def _async_call(node: str, call: ModelCall, timeout_s: float | None) -> list[Reply]:
     started = time.perf_counter()
     try:
-        message = await asyncio.wait_for(call.model.ainvoke(call.messages), timeout_s)
+        if call.samples == 1:
+            messages = [await asyncio.wait_for(call.model.ainvoke(call.messages), timeout_s)]
+        else:
+            messages = await asyncio.wait_for(_samples(call), timeout_s)
     except RapidError:
         raise
     except Exception as exc:
         raise _failure(node, call.model, exc, timeout_s) from exc
-    return _reply(node, call, message, time.perf_counter() - started)
+    latency = time.perf_counter() - started
+    return [_reply(node, call, message, latency) for message in messages]
+
+
+async def _samples(call: ModelCall) -> list[object]:
+    """`call.samples` replies to one prompt from one `agenerate` call, as `ainvoke` makes one."""
+    config = ensure_config()  # the node's: callbacks (token streaming, tracing), tags, metadata
+    result = await call.model.agenerate(
+        [call.messages] * call.samples, callbacks=config.get("callbacks"), tags=config.get("tags"),
+        metadata=config.get("metadata"), run_name=config.get("run_name"),
+    )
+    return [generations[0].message for generations in result.generations]
 
 
 def _reply(node: str, call: ModelCall, message: object, latency_s: float) -> Reply:

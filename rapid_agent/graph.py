@@ -202,7 +202,7 @@ def build_rapid_graph(
         # given captions skip `caption`, but a re-caption round still needs the images
         needs_images = bool(missing) or (_may_recaption(s) and s.max_recaption_rounds > 0)
         images = load_images(request.get("images") or [], limits.policy) if needs_images else []
-        urls = [to_data_url(image) for image in images]
+        urls = [_PreparedURL(to_data_url(image)) for image in images]
         keys = {}
         if cache is not None and s.captioners:
             keys = perception_keys(s.captioners, s.preset, urls, request["question"], request.get("options"))
@@ -283,7 +283,7 @@ def build_rapid_graph(
         if may_ask:
             user += RECAPTION_INSTRUCTION
         messages = [SystemMessage(s.preset.reasoner_system), HumanMessage(user)]
-        return [ModelCall(s.reasoner, messages)] * s.reasoner_samples, {"may_ask": may_ask}
+        return [ModelCall(s.reasoner, messages, samples=s.reasoner_samples)], {"may_ask": may_ask}
 
     def reason_update(state: _GraphState, replies: list[AIMessage], may_ask: bool) -> dict[str, Any]:
         options = state.get("options")
@@ -400,8 +400,9 @@ def _recaption_pending(state: Mapping[str, Any]) -> bool:
 def _check_state(state: Mapping[str, Any], s: _Settings, limits: _Limits, *, sends_images: bool = True) -> None:
     """Re-check, before a model call, the state fields it reads: derived fields cannot be set from outside.
 
-    Image URLs a call sends are checked in full (`check_data_url`); a call that sends none (`reason`)
-    only refuses image URLs that are no `data:image/` URL, which no run of this graph writes."""
+    Image URLs a call sends are checked in full (`check_data_url`), but for those `prepare` made in this
+    process (`_PreparedURL`); a call that sends none (`reason`) only refuses image URLs that are no
+    `data:image/` URL, which no run of this graph writes."""
     validate_request(state, limits.text)
     requests = state.get("recaption_requests") or []
     if not isinstance(requests, list) or not all(isinstance(r, str) for r in requests):
@@ -420,9 +421,20 @@ def _check_state(state: Mapping[str, Any], s: _Settings, limits: _Limits, *, sen
         raise InputError(f"state field image_urls must be a list of at most {limits.policy.max_images} data: URLs")
     for i, url in enumerate(urls):
         if sends_images:
-            check_data_url(url, limits.policy, f"image {i}")
+            if type(url) is not _PreparedURL:  # made by `prepare` in this process from checked images
+                check_data_url(url, limits.policy, f"image {i}")
         elif not isinstance(url, str) or not url.startswith("data:image/"):
             raise InputError(f"state field image_urls[{i}] is not a data:image/ URL: {url!r:.60}")
+
+
+class _PreparedURL(str):
+    """A `data:` URL that `prepare` encoded from images it loaded under the image policy.
+
+    Passed by reference from node to node within a run, it needs no second check; anything that comes
+    from outside the process (a JSON command or state update, a checkpoint: stored as a plain `str`)
+    is checked in full."""
+
+    __slots__ = ()
 
 
 def _check_caption_rounds(state: Mapping[str, Any], round_: int) -> None:
