@@ -72,14 +72,14 @@ def test_tool_definitions_describe_every_argument_and_result():
     assert list(tools) == list(TOOL_NAMES) == ["look_and_reason", "describe_image"]
     look, describe = tools["look_and_reason"], tools["describe_image"]
     assert look.inputSchema["required"] == describe.inputSchema["required"] == ["image", "question"]
-    assert set(look.inputSchema["properties"]) == {"image", "question", "options", "reasoner"}
+    assert set(look.inputSchema["properties"]) == {"image", "question", "options", "reasoner", "samples"}
     assert set(describe.inputSchema["properties"]) == {"image", "question"}
     for tool in tools.values():
         assert tool.description == DESCRIPTIONS[tool.name]
         assert tool.inputSchema["additionalProperties"] is False
         assert all(prop.get("description") for prop in tool.inputSchema["properties"].values())
         assert tool.annotations.readOnlyHint is True
-    assert set(look.outputSchema["properties"]) == {"answer", "caption", "reasoning"}
+    assert set(look.outputSchema["properties"]) == {"answer", "caption", "reasoning", "vote"}
     assert set(describe.outputSchema["properties"]) == {"caption"}
 
 
@@ -107,6 +107,14 @@ def test_look_and_reason_with_options_and_a_reasoner_per_call(rapid, models):
     assert out["answer"] == "three"  # from the per-call reasoner
     assert models["reasoner"].calls == [] and len(models["other"].calls) == 1
     assert "B. three" in _text(models["other"].calls[0])
+
+
+def test_look_and_reason_samples_vote_and_say_how(rapid, models):
+    graph = build_tool_graph(rapid, "look_and_reason")
+    out = graph.invoke({"image": IMAGE, "question": "How many circles?", "samples": 3})
+    assert out["answer"] == "3" and len(models["reasoner"].calls) == 3
+    assert out["vote"] == {"outcome": "majority", "counts": [{"answer": "3", "votes": 3}]}
+    assert graph.invoke({"image": IMAGE, "question": "How many circles?"})["vote"] is None
 
 
 def test_describe_image_never_calls_the_reasoner(rapid, models):
@@ -152,6 +160,9 @@ def test_a_tool_graph_inside_a_checkpointed_run_writes_only_its_own_state(rapid,
         ("look_and_reason", {"image": IMAGE, "question": "q", "captions": ["made up"]}, "captions"),
         ("describe_image", {"image": IMAGE, "question": "q", "image_urls": ["data:"]}, "image_urls"),
         ("describe_image", {"image": IMAGE, "question": "q", "reasoner": "other"}, "reasoner"),
+        ("describe_image", {"image": IMAGE, "question": "q", "samples": 3}, "samples"),
+        ("look_and_reason", {"image": IMAGE, "question": "q", "samples": 0}, "samples: Input should be greater"),
+        ("look_and_reason", {"image": IMAGE, "question": "q", "samples": "3"}, "samples: Input should be a valid integer"),
         ("describe_image", "How many?", "arguments"),
         ("look_up", {"image": IMAGE, "question": "q"}, "unknown tool 'look_up'"),
     ],
@@ -187,6 +198,11 @@ def test_a_tool_call_is_guarded_as_the_rapid_run_it_makes(tmp_path):
         check_tool_call("look_and_reason", {"image": IMAGE, "question": "q", "reasoner": "openai:evil@http://gpu:8000/v1"}, settings)
     with pytest.raises(Exception, match="outside the allowed image root"):
         check_tool_call("look_and_reason", {"image": "../secret.png", "question": "q"}, settings)
+    _, context = tool_run_request("look_and_reason", {"image": "a.png", "question": "q", "samples": 3}, None)
+    assert context == {"reasoner_samples": 3}
+    check_tool_call("look_and_reason", {"image": IMAGE, "question": "q", "samples": 5}, settings)
+    with pytest.raises(Exception, match=r"context.reasoner_samples must be an integer from 1 to 5 \(RAPID_MAX_REASONER_SAMPLES\), got 6"):
+        check_tool_call("look_and_reason", {"image": IMAGE, "question": "q", "samples": 6}, settings)
 
 
 def test_mcp_server_calls_refusals_and_failures_over_the_sdk_client(rapid, models):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from rapid_agent.errors import ConfigError, ImageInputError, InputError
 from rapid_agent.images import ImagePolicy, check_images, load_images
+from rapid_agent.models.spec import ModelResolver
 from rapid_agent.serving.graphs import graph_from_settings
 from rapid_agent.serving.guard import AllowlistResolver, check_run_request
 from rapid_agent.serving.settings import ServeSettings
@@ -120,6 +121,8 @@ def test_settings_come_from_the_environment_and_bad_values_name_the_variable(tmp
         ({"RAPID_ALLOW_IMAGE_URLS": "yes"}, "RAPID_ALLOW_IMAGE_URLS must be 0 or 1"),
         ({"RAPID_REASON_MAX_NEW_TOKENS": "0"}, "RAPID_REASON_MAX_NEW_TOKENS: Input should be greater than 0"),
         ({"RAPID_MAX_NEW_TOKENS": "512"}, "replaced by RAPID_CAPTION_MAX_NEW_TOKENS and RAPID_REASON_MAX_NEW_TOKENS"),
+        ({"RAPID_REASONER_SAMPLES": "0"}, "RAPID_REASONER_SAMPLES: Input should be greater than or equal to 1"),
+        ({"RAPID_REASONER_SAMPLES": "9"}, "RAPID_REASONER_SAMPLES=9 is above RAPID_MAX_REASONER_SAMPLES=5"),
     ]:
         with pytest.raises(ConfigError, match=message):
             ServeSettings.from_env(env)
@@ -150,6 +153,15 @@ GOOD = {"images": ["data:image/png;base64," + base64.b64encode(image_bytes("PNG"
         (GOOD, {"max_recaption_rounds": -1}, ConfigError, "got -1"),
         (GOOD, {"prompt_preset": {"name": "x"}}, ConfigError, "context.prompt_preset must be one of"),
         (GOOD, {"prompt_preset": ["blind"]}, ConfigError, "context.prompt_preset must be one of"),
+        (GOOD, {"reasoner_samples": 5}, None, None),
+        (GOOD, {"reasoner_samples": 6}, ConfigError, r"from 1 to 5 \(RAPID_MAX_REASONER_SAMPLES\), got 6"),
+        (GOOD, {"reasoner_samples": 0}, ConfigError, "got 0"),
+        (GOOD, {"reasoner_samples": True}, ConfigError, "context.reasoner_samples must be an integer"),
+        (GOOD, {"captioner": ["tiny", "hf:ok/model"]}, None, None),  # a captioner list of allowed specs
+        (GOOD, {"captioner": ["tiny", "hf:evil/model"]}, ConfigError, r"context.captioner\[1\]: model spec 'hf:evil/model'"),
+        (GOOD, {"captioner": ["tiny", "tiny "]}, ConfigError, "a captioner list needs distinct specs"),
+        (GOOD, {"captioner": []}, ConfigError, "a captioner list needs distinct specs, at least one"),
+        (GOOD, {"captioner": [3]}, ConfigError, r"context.captioner\[0\] must be a model spec string"),
         (GOOD | {"question": "<image 1> <image2>"}, None, InputError, "input.question has no text besides <image N>"),
     ],
 )
@@ -181,3 +193,16 @@ def test_the_served_graph_enforces_the_allowlist_itself(tmp_path):
     resolver = AllowlistResolver(ServeSettings(captioner="tiny", reasoner="tiny"))
     with pytest.raises(ConfigError, match="captioner: model spec 'hf:x/y' is not allowed"):
         resolver.resolve("hf:x/y", "captioner")
+
+
+def test_the_served_graph_votes_with_the_configured_samples():
+    class Named(ModelResolver):
+        def resolve(self, model, role):
+            return {"c": echo_captioner("three red circles"), "r": reasoner}[model]
+
+    reasoner = fact_reasoner({"three red circles": "3"})
+    graph = graph_from_settings(ServeSettings(captioner="c", reasoner="r", reasoner_samples=3), resolver=Named())
+    out = graph.invoke({"question": "How many?", "captions": ["three red circles"]})
+    assert out["vote"]["counts"] == [{"answer": "3", "votes": 3}] and len(reasoner.calls) == 3
+    out = graph.invoke({"question": "How many?", "captions": ["three red circles"]}, context={"reasoner_samples": 1})
+    assert out["vote"] is None and len(reasoner.calls) == 4

@@ -7,7 +7,7 @@
 
 All share one resolver (local models load once) and, with `RAPID_CAPTION_CACHE`, one caption
 cache, accept images only under the settings' strict policy, and let a run's `context` override
-captioner, reasoner, preset and rounds within the allowlist. Nothing is built when this module is
+captioner, reasoner, preset and rounds within the allowlist (a captioner list of allowed specs included) and reasoner samples up to their limit. Nothing is built when this module is
 imported: `ServedGraphs(settings).graph(name)` builds what is asked, once.
 """
 
@@ -46,6 +46,7 @@ def graph_from_settings(
         reasoner=settings.reasoner,
         prompt_preset=settings.prompt_preset,
         max_recaption_rounds=settings.max_recaption_rounds if recaption_rounds is None else recaption_rounds,
+        reasoner_samples=settings.reasoner_samples,
         image_policy=settings.image_policy(),
         resolver=resolver or AllowlistResolver(settings),
         call_timeout_s=settings.call_timeout_s,

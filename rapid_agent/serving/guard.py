@@ -5,7 +5,7 @@
 the MCP servers into an error result. The input's fields are checked by the library's own
 `validate_request` (the graph runs the same function); this module adds only what a server needs:
 a JSON object with known fields, image sources as strings checked against the served image policy,
-the context's allowlist and limits, and the tool calls mapped onto the RAPID run they make.
+the context's allowlist (each spec of a captioner list) and limits (re-caption rounds, reasoner samples), and the tool calls mapped onto the RAPID run they make.
 `AllowlistResolver` enforces the allowlist again inside the graph, whatever path a context took.
 """
 
@@ -66,9 +66,16 @@ def check_context(context: Any, settings: ServeSettings) -> None:
         raise ConfigError(f"context must be an object with fields among {sorted(CONTEXT_FIELDS)}, got {kind(context)}")
     if unknown := set(context) - CONTEXT_FIELDS:
         raise ConfigError(f"unknown context field(s) {sorted(unknown)}; expected among {sorted(CONTEXT_FIELDS)}")
-    for role in ("captioner", "reasoner"):
-        if context.get(role) is not None:
-            check_spec(context[role], f"context.{role}", settings)
+    if context.get("reasoner") is not None:
+        check_spec(context["reasoner"], "context.reasoner", settings)
+    captioner = context.get("captioner")
+    if isinstance(captioner, list):
+        for i, spec in enumerate(captioner):
+            check_spec(spec, f"context.captioner[{i}]", settings)
+        if not captioner or len({spec.strip() for spec in captioner}) != len(captioner):
+            raise ConfigError("context.captioner: a captioner list needs distinct specs, at least one")
+    elif captioner is not None:
+        check_spec(captioner, "context.captioner", settings)
     preset = context.get("prompt_preset")
     if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
         raise ConfigError(f"context.prompt_preset must be one of {sorted(PRESETS)}, got {preset!r:.100}")
@@ -79,6 +86,14 @@ def check_context(context: Any, settings: ServeSettings) -> None:
         raise ConfigError(
             f"context.max_recaption_rounds must be an integer from 0 to {settings.rounds_limit} "
             f"({ENV_NAMES['rounds_limit']}), got {rounds!r:.100}"
+        )
+    samples = context.get("reasoner_samples")
+    if samples is not None and (
+        isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= settings.max_reasoner_samples
+    ):
+        raise ConfigError(
+            f"context.reasoner_samples must be an integer from 1 to {settings.max_reasoner_samples} "
+            f"({ENV_NAMES['max_reasoner_samples']}), got {samples!r:.100}"
         )
 
 

@@ -6,6 +6,8 @@
     RAPID_MAX_RECAPTION_ROUNDS         re-caption rounds of the `rapid` graph (default 0)
     RAPID_RECAPTION_GRAPH_ROUNDS       re-caption rounds of the `rapid_recaption` graph (default 2)
     RAPID_ROUNDS_LIMIT                 most rounds a run's context may ask for (default 3)
+    RAPID_REASONER_SAMPLES             reasoner samples put to a vote per run (default 1: no vote)
+    RAPID_MAX_REASONER_SAMPLES         most samples a run's context or a tool call may ask for (default 5)
     RAPID_ALLOWED_SPECS                comma-separated extra model specs a run's context may name;
                                        RAPID_CAPTIONER and RAPID_REASONER are always allowed
     RAPID_CAPTION_MAX_NEW_TOKENS       captioner budget per call (default: the role's, 1024; 64 for tiny)
@@ -36,7 +38,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from langgraph.cache.base import BaseCache
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rapid_agent.caching import open_caption_cache
 from rapid_agent.errors import ConfigError
@@ -51,6 +61,8 @@ ENV_NAMES = {
     "max_recaption_rounds": "RAPID_MAX_RECAPTION_ROUNDS",
     "recaption_graph_rounds": "RAPID_RECAPTION_GRAPH_ROUNDS",
     "rounds_limit": "RAPID_ROUNDS_LIMIT",
+    "reasoner_samples": "RAPID_REASONER_SAMPLES",
+    "max_reasoner_samples": "RAPID_MAX_REASONER_SAMPLES",
     "allowed_specs": "RAPID_ALLOWED_SPECS",
     "caption_max_new_tokens": "RAPID_CAPTION_MAX_NEW_TOKENS",
     "reason_max_new_tokens": "RAPID_REASON_MAX_NEW_TOKENS",
@@ -81,6 +93,8 @@ class ServeSettings(BaseModel):
     max_recaption_rounds: int = Field(0, ge=0)
     recaption_graph_rounds: int = Field(2, ge=1)
     rounds_limit: int = Field(3, ge=0)
+    reasoner_samples: int = Field(1, ge=1)
+    max_reasoner_samples: int = Field(5, ge=1)
     allowed_specs: tuple[str, ...] = ()
     caption_max_new_tokens: int | None = Field(None, gt=0)
     reason_max_new_tokens: int | None = Field(None, gt=0)
@@ -94,6 +108,15 @@ class ServeSettings(BaseModel):
     api_keys: tuple[SecretStr, ...] = ()
     caption_cache: str | None = None
     caption_cache_ttl_s: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _samples_within_limit(self) -> ServeSettings:
+        if self.reasoner_samples > self.max_reasoner_samples:
+            raise ValueError(
+                f"{ENV_NAMES['reasoner_samples']}={self.reasoner_samples} is above "
+                f"{ENV_NAMES['max_reasoner_samples']}={self.max_reasoner_samples}"
+            )
+        return self
 
     @field_validator("image_root")
     @classmethod
@@ -126,7 +149,7 @@ class ServeSettings(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            problems = "; ".join(f"{ENV_NAMES[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(f"{ENV_NAMES[str(e['loc'][0])]}: {e['msg']}" if e["loc"] else e["msg"] for e in exc.errors())
             raise ConfigError(f"bad serving settings: {problems}") from None
 
     @property

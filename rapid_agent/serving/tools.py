@@ -1,11 +1,12 @@
 """The agent-facing tools over the RAPID graph, as small LangGraph graphs whose schemas are the tools'.
 
-    look_and_reason(image, question, options?, reasoner?) -> {answer, caption, reasoning}
+    look_and_reason(image, question, options?, reasoner?, samples?) -> {answer, caption, reasoning, vote}
     describe_image(image, question)                       -> {caption}   (perception only)
 
 Each tool graph is a thin wrapper over one compiled `build_rapid_graph` pipeline: it maps the tool's
 arguments onto the pipeline's input and context (`to_rapid_request`; strict: unknown names and wrong
-types raise `InputError`; `look_and_reason` may pick the call's reasoner), runs the pipeline
+types raise `InputError`; `look_and_reason` may pick the call's reasoner and ask for several reasoner
+samples put to a vote, up to the server's limit), runs the pipeline
 (`describe_image` stops before `reason`; a preset that uses the MLLM's tentative answer still computes
 it) and keeps only what an agent needs. The MCP servers (`rapid_agent.serving.mcp`) list these schemas;
 LangGraph's server runs the graphs (`rapid_agent.serving.graphs`).
@@ -29,6 +30,7 @@ from rapid_agent.agents import TOOL_DESCRIPTION, LookAndReasonArgs
 from rapid_agent.errors import ConfigError, InputError
 from rapid_agent.prompts import join_captions
 from rapid_agent.state import RapidContext, RapidInput
+from rapid_agent.voting import VoteCount, VoteOutcome
 
 ToolName = Literal["look_and_reason", "describe_image"]
 TOOL_NAMES: tuple[ToolName, ...] = ("look_and_reason", "describe_image")
@@ -54,14 +56,30 @@ class LookAndReasonInput(TypedDict):
                   "omit to use the server's default."),
         ]
     ]
+    samples: NotRequired[
+        Annotated[
+            int | None,
+            Field(ge=1, description="Answer this many times from the same description and return the majority "
+                  "answer (self-consistency), up to the server's limit; omit for the server's default."),
+        ]
+    ]
+
+
+class VoteSummary(TypedDict):
+    """How the samples voted: `majority`, `tie` or `no_answer`, and each distinct answer's votes."""
+
+    outcome: VoteOutcome
+    counts: list[VoteCount]
 
 
 class LookAndReasonOutput(TypedDict):
-    """`answer` is None when the reasoner gave no definite answer; `caption` is what it answered from."""
+    """`answer` is None when the reasoner gave no definite answer (with several samples: also on a tie);
+    `caption` is what it answered from; `vote` (None for one sample) how the samples voted."""
 
     answer: str | None
     caption: str
     reasoning: str | None
+    vote: VoteSummary | None
 
 
 class DescribeImageInput(TypedDict):
@@ -130,7 +148,8 @@ def to_rapid_request(tool: str, arguments: Any) -> tuple[RapidInput, dict[str, A
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
         raise InputError(f"bad arguments for {tool}: {problems}") from None
     inputs = RapidInput(images=[args["image"]], question=args["question"], options=args.get("options"))
-    overrides = {"reasoner": args["reasoner"]} if args.get("reasoner") is not None else {}
+    named = {"reasoner": "reasoner", "samples": "reasoner_samples"}
+    overrides = {field: args[arg] for arg, field in named.items() if args.get(arg) is not None}
     return inputs, overrides
 
 
@@ -149,7 +168,9 @@ def build_tool_graph(rapid: CompiledStateGraph, tool: ToolName) -> CompiledState
         caption = join_captions(out["captions"], out.get("recaption_requests") or [], out.get("caption_rounds"))
         if perception_only:
             return {"caption": caption}
-        return {"answer": out.get("answer"), "caption": caption, "reasoning": out.get("reasoning")}
+        vote = out.get("vote")
+        summary = VoteSummary(outcome=vote["outcome"], counts=vote["counts"]) if vote else None
+        return {"answer": out.get("answer"), "caption": caption, "reasoning": out.get("reasoning"), "vote": summary}
 
     def request(state: Mapping[str, Any]) -> tuple[RapidInput, RapidContext]:
         inputs, overrides = to_rapid_request(tool, dict(state))
