@@ -63,11 +63,16 @@ class RunSpec(BaseModel):
 
 
 class EvalConfig(BaseModel):
-    """What is evaluated: models, benchmarks, modes, prompts and decoding."""
+    """What is evaluated: models, benchmarks, modes, prompts and decoding.
+
+    `captioner` may be a list of specs: one captioner configuration whose descriptions the reasoner
+    reads together, labelled (its identity is the list; the first gives the tentative answer; no direct
+    mode). `reasoner_samples=k` answers each sample k times and grades the vote (vote@k, pass@k).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    captioner: str = "tiny"
+    captioner: str | tuple[str, ...] = "tiny"
     reasoners: tuple[str, ...] = ("tiny",)
     benchmarks: tuple[BenchmarkRef, ...] = Field(default_factory=lambda: (BenchmarkRef.parse("bundled"),))
     modes: tuple[Mode, ...] = ("decoupled",)
@@ -79,10 +84,16 @@ class EvalConfig(BaseModel):
     reasoner_generation: GenerationSettings = GenerationSettings()
     judge: str | None = None
     judge_prompt: PromptMode = "official"
+    reasoner_samples: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
         get_preset(self.prompt_preset)
+        if isinstance(self.captioner, tuple):
+            if len(set(self.captioner)) != len(self.captioner) or len(self.captioner) < 2:
+                raise ConfigError(f"a captioner list needs two or more distinct specs, got {list(self.captioner)}")
+            if "direct" in self.modes:
+                raise ConfigError("direct mode answers with one MLLM: run it with a single --captioner")
         if not self.benchmarks:
             raise ConfigError("no benchmark given")
         if not self.modes or len(set(self.modes)) != len(self.modes):
@@ -97,11 +108,11 @@ class EvalConfig(BaseModel):
 
     def runs(self) -> list[RunSpec]:
         """The report's rows: decoupled and blind per reasoner, direct once (the captioner alone)."""
-        names = display_names([self.captioner, *self.reasoners])
+        names = display_names([self.captioner_name, *self.reasoners])
         runs = []
         for mode in self.modes:
             if mode == "direct":
-                runs.append(RunSpec(label=f"{names[self.captioner]} [direct]", mode=mode, reasoner=None))
+                runs.append(RunSpec(label=f"{names[self.captioner_name]} [direct]", mode=mode, reasoner=None))
             else:
                 runs.extend(RunSpec(label=f"{names[r]} [{mode}]", mode=mode, reasoner=r) for r in self.reasoners)
         return runs
@@ -115,8 +126,20 @@ class EvalConfig(BaseModel):
             data[role] = {k: v for k, v in data[role].items() if k not in ("timeout_s", "max_batch_size")}
         # the weights behind each spec: a folder retrained (or a package upgraded) under the same
         # spec is another model, and its results must not be resumed into the old ones
-        data["weights"] = {spec: _weights(spec) for spec in dict.fromkeys([self.captioner, *self.reasoners])}
+        data["weights"] = {spec: _weights(spec) for spec in dict.fromkeys([*self.captioners, *self.reasoners])}
+        if self.reasoner_samples == 1:  # configurations from before votes keep their digest
+            del data["reasoner_samples"]
         return data
+
+    @property
+    def captioners(self) -> tuple[str, ...]:
+        """The captioner specs: one, or the list."""
+        return self.captioner if isinstance(self.captioner, tuple) else (self.captioner,)
+
+    @property
+    def captioner_name(self) -> str:
+        """The captioner spec, or a list's specs joined by commas (as `--captioner` takes them)."""
+        return ",".join(self.captioners)
 
     def digest(self) -> str:
         """Names the default output folder and tags each record (see `evals.store`)."""
@@ -139,19 +162,25 @@ def combined_digest(configs: list[EvalConfig]) -> str:
 
 
 def captioner_folders(specs: list[str]) -> dict[str, str]:
-    """A distinct, filesystem-safe sub-folder name per captioner spec (`miniworld:captioner-sft` → `captioner-sft`)."""
+    """A distinct, filesystem-safe sub-folder name per captioner spec (`miniworld:captioner-sft` → `captioner-sft`;
+    a comma-joined captioner list: its specs' names joined by `+`)."""
     if len(set(specs)) != len(specs):
         raise ConfigError(f"a captioner is listed twice: {specs}")
-    names = {spec: re.sub(r"[^A-Za-z0-9._@-]+", "_", re.split(r"[:/]", display_names(specs)[spec].rstrip("/"))[-1])
-             for spec in specs}
+    short = display_names([part for spec in specs for part in spec.split(",")])
+    names = {
+        spec: "+".join(re.sub(r"[^A-Za-z0-9._@-]+", "_", re.split(r"[:/]", short[part].rstrip("/"))[-1])
+                       for part in spec.split(","))
+        for spec in specs
+    }
     if len(set(names.values())) < len(specs) or any(n.strip("._") == "" for n in names.values()):
         return {spec: f"captioner-{i}" for i, spec in enumerate(specs, 1)}
     return names
 
 
 def display_names(specs: list[str]) -> dict[str, str]:
-    """Short, unique names for model specs: `openai:/m/q7b@http://h:8000/v1` → `q7b@h:8000`."""
-    short = {spec: _short(spec) for spec in specs}
+    """Short, unique names for model specs: `openai:/m/q7b@http://h:8000/v1` → `q7b@h:8000` (a captioner
+    list's comma-joined name: its specs' names joined by `+`)."""
+    short = {spec: "+".join(_short(part) for part in spec.split(",")) for spec in specs}
     if len(set(short.values())) < len(set(specs)):
         return {spec: spec for spec in specs}
     return short

@@ -25,6 +25,7 @@ from evals.html_report import HTML_FILE, write_html
 from evals.metrics import Comparison, Score, Status, accuracy, cluster_of, compare, status
 from evals.store import SampleRecord, check_one_configuration
 from evals.tasks import get_benchmark
+from evals.votes import VoteScores, vote_scores, votes_table
 
 SUMMARY_FILE, REPORT_FILE, PLOT_FILE = "summary.json", "report.md", "accuracy.png"
 
@@ -62,6 +63,7 @@ class BenchmarkResult(BaseModel):
     headline: list[str]
     cluster_by: str | None
     judge: JudgeAgreement | None = None
+    votes: VoteScores | None = None  # k reasoner samples per question: vote@k, pass@k (`evals.votes`)
 
 
 class TokenCost(BaseModel):
@@ -131,6 +133,7 @@ def _run_summary(records: list[SampleRecord], seed: int) -> RunSummary:
             correct=counts["correct"], wrong=counts["wrong"], truncated=counts["truncated"], errors=counts["error"],
             truncated_rate=counts["truncated"] / len(rs), error_rate=counts["error"] / len(rs), metrics=metrics,
             headline=list(bench.headline), cluster_by=bench.cluster_by, judge=_judge_agreement(rs),
+            votes=vote_scores(rs),
         )
     first = records[0]
     return RunSummary(
@@ -205,6 +208,7 @@ def markdown(summary: Summary) -> str:
               "below. Decoupled runs share one captioning pass: its tokens are paid once."]
     lines += _clustering_note(summary, benches)
     lines += _outcome_table(summary)
+    lines += votes_table(summary.runs)
     lines += _judge_table(summary)
     detail = [b for b in benches if any(run.benchmarks[b].metrics for run in summary.runs.values() if b in run.benchmarks)]
     if detail:

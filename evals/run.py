@@ -7,6 +7,9 @@
         --benchmark mathvista --benchmark mmmu --mode decoupled --mode direct
     python -m evals.run --captioner miniworld:captioner --captioner miniworld:captioner-sft \
         --reasoner miniworld:reasoner-small --benchmark miniworld --prompt paper-train   # captioners side by side
+    python -m evals.run --captioner miniworld:captioner,miniworld:captioner-sft \
+        --reasoner miniworld:reasoner-small --benchmark miniworld --prompt paper-train   # both captioners fused
+    python -m evals.run ... --reasoner-samples 5 --temperature 0.6    # 5 samples per question, vote@5 and pass@5
     python -m evals.run --captioner tiny --reasoner tiny --benchmark bundled   # random models: plumbing only
     python -m evals.run --resume ...                      # continue after a crash or Ctrl-C
 
@@ -60,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
     models = p.add_argument_group("models and modes")
     models.add_argument("--captioner", action="append", dest="captioners", metavar="SPEC",
                         help="captioner spec; repeat to compare several, each in its own sub-folder, merged into one "
-                             "report (default: the main job's)")
+                             "report (default: the main job's). SPEC,SPEC,... is one captioner list: each describes "
+                             "the image and the reasoner reads all the descriptions, labelled")
     models.add_argument("--reasoner", action="append", dest="reasoners", metavar="SPEC",
                         help="reasoner spec; repeat to compare several (default: the main job's)")
     models.add_argument("--mode", action="append", dest="modes", choices=MODES,
@@ -69,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     models.add_argument("--prompt", help="prompt preset: paper-eval (with the tentative answer) or paper-train "
                         "(default: paper-eval; the main job: paper-train)")
     models.add_argument("--max-recaption-rounds", type=int, default=0)
+    models.add_argument("--reasoner-samples", type=int, default=1, metavar="K",
+                        help="answer each sample K times from the same caption(s) and grade the majority answer; "
+                             "the report adds vote@K and pass@K (sample with --temperature > 0; default 1)")
     models.add_argument("--judge", metavar="SPEC", help="LLM answer extractor (off): reads every response, decides those "
                         "the rules find no answer in; the report lists where its verdict and the rules' differ")
     models.add_argument("--judge-prompt", choices=PROMPT_MODES, default="official",
@@ -149,8 +156,10 @@ def config_from_args(args: argparse.Namespace, captioner: str) -> EvalConfig:
         return GenerationSettings(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                   timeout_s=args.timeout, max_batch_size=args.batch_size)
 
+    specs = tuple(spec.strip() for spec in captioner.split(","))
     return EvalConfig(
-        captioner=captioner,
+        captioner=specs if len(specs) > 1 else specs[0],
+        reasoner_samples=args.reasoner_samples,
         reasoners=reasoners,
         benchmarks=benchmarks,
         modes=tuple(args.modes or ["decoupled"]),
@@ -203,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         output_dir = output_dir or Path("runs") / "evals" / combined_digest(configs)
         hint = "re-running the same command continues it" if args.output_dir is None else "continue it with --resume"
         print(f"output: {output_dir}  ({hint})", flush=True)
-        folders = captioner_folders([c.captioner for c in configs]) if len(configs) > 1 else {}
+        folders = captioner_folders([c.captioner_name for c in configs]) if len(configs) > 1 else {}
         results = []
         for config in configs:
-            folder = output_dir / folders[config.captioner] if folders else output_dir
+            folder = output_dir / folders[config.captioner_name] if folders else output_dir
             if folders:
-                print(f"\n== captioner {config.captioner} -> {folder}", flush=True)
+                print(f"\n== captioner {config.captioner_name} -> {folder}", flush=True)
             options = RunOptions(
                 output_dir=folder, resume=resume, concurrency=args.concurrency, retries=args.retries,
                 cache_path=None if args.no_cache else args.cache, show=args.show, progress=not args.no_progress,

@@ -37,14 +37,15 @@ from evals.judge import Judge, JudgeVerdict, choose_prompt, judge_grade
 from evals.precheck import check_endpoints
 from evals.report import Summary, record_status, write_reports
 from evals.sample import Sample
-from evals.scoring import grade_sample
-from evals.store import RunStore, SampleRecord
+from evals.scoring import Grade, grade_prediction, grade_sample
+from evals.store import RunStore, SampleRecord, VoteRecord
 from evals.tasks import get_benchmark
 from rapid_agent.errors import BackendError
 from rapid_agent.graph import DEFAULT_RETRY, build_rapid_graph
 from rapid_agent.models.identity import model_identity
 from rapid_agent.models.spec import ModelResolver
 from rapid_agent.prompts import get_preset
+from rapid_agent.voting import vote_answers
 
 PLACEHOLDER = "(cached)"  # stands in for a cached output so the graph skips the node that makes it
 
@@ -99,7 +100,7 @@ class _Item:
 
 @dataclass
 class _Percept:
-    caption: str | None = None
+    captions: list[str | None]  # one per captioner of the configuration
     tentative: str | None = None
     usage: list[dict[str, Any]] = field(default_factory=list)
     cached: bool = True
@@ -152,7 +153,7 @@ class Evaluator:
             check_endpoints(
                 [("reasoner", run.reasoner) for run in pending_runs if run.reasoner]
                 + ([("judge", self.config.judge)] if self.config.judge else [])
-                + ([("captioner", self.config.captioner)] if self.config.max_recaption_rounds and pending_runs else []),
+                + ([("captioner", c) for c in self.config.captioners] if self.config.max_recaption_rounds and pending_runs else []),
                 skip=self.models, resolve=self.resolver.resolve,
             )
             percepts = self._perceive(runs, todo, cache)
@@ -186,17 +187,28 @@ class Evaluator:
         return {"tentative"} if run.mode == "direct" else set()
 
     def _perceive(self, runs: list[RunSpec], todo: dict[str, list[_Item]], cache: PerceptionCache | None) -> dict:
-        """Caption (and tentative answer) of every sample a pending run needs, from cache or the graph."""
+        """Caption(s) (and tentative answer) of every sample a pending run needs, from cache or the graph:
+        one pass per captioner of a captioner list (each cached under its own identity), the tentative
+        answer from the first."""
         kinds: dict[tuple[str, str], set[str]] = {}
         for run in runs:
             wanted = self._perceived(run)
             for item in todo[run.label] if wanted else []:
                 kinds.setdefault((item.bench, item.sample.id), set()).update(wanted)
-        if not kinds:
-            return {}
         by_key = {(i.bench, i.sample.id): i for items in todo.values() for i in items}
-        captioner_id = self.config.captioner if self.config.captioner in self.models else model_identity(self.config.captioner)
-        percepts: dict[tuple[str, str], _Percept] = {}
+        percepts = {key: _Percept(captions=[None] * len(self.config.captioners)) for key in kinds}
+        for index, spec in enumerate(self.config.captioners):
+            own = {"caption"} | ({"tentative"} if index == 0 else set())
+            needed = {key: wanted & own for key, wanted in kinds.items() if wanted & own}
+            self._perceive_with(index, spec, needed, by_key, percepts, cache)
+        return percepts
+
+    def _perceive_with(
+        self, index: int, spec: str, kinds: dict[tuple[str, str], set[str]], by_key: dict[tuple[str, str], _Item],
+        percepts: dict[tuple[str, str], _Percept], cache: PerceptionCache | None,
+    ) -> None:
+        """The outputs `kinds` of captioner `index` (`spec`), from the cache or the graph, into `percepts`."""
+        captioner_id = spec if spec in self.models else model_identity(spec)
         pending: list[tuple[tuple[str, str], dict[str, str], dict[str, Any]]] = []
         for key, needed in kinds.items():
             sample = by_key[key].sample
@@ -208,10 +220,10 @@ class Evaluator:
                 for kind in sorted(needed)
             }
             found = {kind: cache.get(k) for kind, k in keys.items()} if cache else {}
-            percept = percepts[key] = _Percept()
+            percept = percepts[key]
             for kind, entry in found.items():
                 if entry is not None:
-                    setattr(percept, kind, entry.text)
+                    _keep(percept, index, kind, entry.text)
                     percept.usage.append(entry.usage)
             missing = {kind: k for kind, k in keys.items() if found.get(kind) is None}
             if missing:
@@ -222,16 +234,17 @@ class Evaluator:
                     inputs["tentative_answer"] = PLACEHOLDER
                 pending.append((key, missing, inputs))
         if not pending:
-            return percepts
-        check_endpoints([("captioner", self.config.captioner)], skip=self.models, resolve=self.resolver.resolve)
+            return
+        check_endpoints([("captioner", spec)], skip=self.models, resolve=self.resolver.resolve)
         preset = self.preset.model_copy(update={"uses_tentative": any("tentative" in m for _, m, _ in pending)})
-        context = {"captioner": self.model(self.config.captioner, "captioner"), "prompt_preset": preset}
-        with self._bar(len(pending), "perception (captioner)") as bar:
-            for index, out in self.graph.batch_as_completed(
+        context = {"captioner": self.model(spec, "captioner"), "prompt_preset": preset}
+        desc = "perception (captioner)" if len(self.config.captioners) == 1 else f"perception ({spec})"
+        with self._bar(len(pending), desc) as bar:
+            for done, out in self.graph.batch_as_completed(
                 [inputs for _, _, inputs in pending], {"max_concurrency": self.options.concurrency},
                 return_exceptions=True, context=context, interrupt_before=["reason"],
             ):
-                key, missing, _ = pending[index]
+                key, missing, _ = pending[done]
                 percept = percepts[key]
                 percept.cached = False
                 if isinstance(out, BaseException):
@@ -241,12 +254,11 @@ class Evaluator:
                     if kind in missing:
                         self.perception_calls[kind] += 1
                         text = out["captions"][0] if kind == "caption" else out.get("tentative_answer") or ""
-                        setattr(percept, kind, text)
+                        _keep(percept, index, kind, text)
                         percept.usage.append(dict(usage))
                         if cache is not None:
                             cache.put(missing[kind], kind, captioner_id, self.preset.key, Entry(text=text, usage=dict(usage)))
                 bar.update(1)
-        return percepts
 
     # ------------------------------------------------------------------ reasoning
 
@@ -321,17 +333,20 @@ class Evaluator:
             return _graph_input(item.sample, images=False) | {"captions": [""]}
         recaption = self.config.max_recaption_rounds > 0
         return _graph_input(item.sample, images=recaption) | {
-            "captions": [percept.caption or ""], "tentative_answer": percept.tentative or "",
+            "captions": [caption or "" for caption in percept.captions], "tentative_answer": percept.tentative or "",
         }
 
     def _reason_context(self, run: RunSpec) -> dict[str, Any]:
-        reasoner = self.model(run.reasoner, "reasoner")
+        reasoner, samples = self.model(run.reasoner, "reasoner"), self.config.reasoner_samples
         if run.mode == "blind":
-            return {"reasoner": reasoner, "prompt_preset": get_preset("blind"), "max_recaption_rounds": 0}
+            return {"reasoner": reasoner, "prompt_preset": get_preset("blind"), "max_recaption_rounds": 0,
+                    "reasoner_samples": samples}
         recaption = self.config.max_recaption_rounds > 0
+        captioners = [self.model(spec, "captioner") for spec in self.config.captioners]
         return {
             "reasoner": reasoner,
-            "captioner": self.model(self.config.captioner, "captioner") if recaption else None,
+            "reasoner_samples": samples,
+            "captioner": (captioners if len(captioners) > 1 else captioners[0]) if recaption else None,
             # the tentative answer comes from the perception pass: never ask the captioner again
             "prompt_preset": self.preset.model_copy(update={"uses_tentative": False}),
             "max_recaption_rounds": self.config.max_recaption_rounds,
@@ -351,21 +366,24 @@ class Evaluator:
             })
             if grade.prediction is None and judged is not None:
                 grade = judged
+        votes = None
+        if out.get("vote"):  # k samples: each graded as any output, the vote over those predictions
+            grade, votes = _voted(sample, out["vote"]["samples"])
         latency = sum(u["latency_s"] for u in (usage or (percept.usage if percept else [])))
         return self._record(run, item, percept, captions=out.get("captions")).model_copy(update={
             "output": output, "prediction": grade.prediction, "correct": grade.correct, "method": grade.method,
             "judge": verdict, "usage": [dict(u) for u in usage], "latency_s": latency,
-            "truncated": truncated,
+            "truncated": truncated, "votes": votes,
         })
 
     def _record(self, run: RunSpec, item: _Item, percept: _Percept | None, *, error: str | None = None,
                 captions: list[str] | None = None) -> SampleRecord:
         sample = item.sample
         return SampleRecord(
-            run=run.label, mode=run.mode, captioner=None if run.mode == "blind" else self.config.captioner,
+            run=run.label, mode=run.mode, captioner=None if run.mode == "blind" else self.config.captioner_name,
             reasoner=run.reasoner, benchmark=item.bench, id=sample.id, question=sample.question,
             options=list(sample.options) if sample.options else None, gold=[sample.answer, *sample.alt_answers],
-            captions=captions or ([percept.caption] if percept and percept.caption is not None else []),
+            captions=captions or ([c for c in percept.captions if c is not None] if percept else []),
             tentative_answer=percept.tentative if percept else None, error=error,
             perception_cached=percept.cached if percept else None,
             perception_usage=[u for u in percept.usage if u["node"] in self._perceived(run)] if percept else [],
@@ -374,6 +392,25 @@ class Evaluator:
 
     def _bar(self, total: int, desc: str) -> tqdm:
         return tqdm(total=total, desc=desc, unit="sample", disable=not self.options.progress, dynamic_ncols=True)
+
+
+def _keep(percept: _Percept, index: int, kind: str, text: str) -> None:
+    """Store captioner `index`'s output of `kind` (a caption, or the first captioner's tentative answer)."""
+    if kind == "caption":
+        percept.captions[index] = text
+    else:
+        percept.tentative = text
+
+
+def _voted(sample: Sample, samples: list[dict[str, Any]]) -> tuple[Grade, VoteRecord]:
+    """Each reasoner sample graded as any output (the answer contract), and the library's vote over
+    those predictions, with the sample's options: the vote's answer graded is the record's."""
+    grades = [grade_sample(sample, s["reasoning"], truncated=s["truncated"]) for s in samples]
+    outcome, answer, _ = vote_answers([g.prediction for g in grades], sample.options)
+    grade = (grade_prediction(sample, answer, via="vote") if answer is not None
+             else Grade(prediction=None, correct=False, method=f"vote:{outcome}"))
+    return grade, VoteRecord(outcome=outcome, outputs=[s["reasoning"] for s in samples],
+                             predictions=[g.prediction for g in grades], correct=[g.correct for g in grades])
 
 
 def _graph_input(sample: Sample, *, images: bool) -> dict[str, Any]:

@@ -32,6 +32,16 @@ Mode = Literal["decoupled", "direct", "blind"]
 log = logging.getLogger(__name__)
 
 
+class VoteRecord(BaseModel):
+    """The k reasoner samples behind a voted record: each one's output, graded prediction and verdict,
+    and the vote's outcome (`rapid_agent.voting`); the record's prediction is the vote's."""
+
+    outcome: Literal["majority", "tie", "no_answer"]
+    outputs: list[str]
+    predictions: list[str | None]
+    correct: list[bool]
+
+
 class SampleRecord(BaseModel):
     """One sample evaluated by one run (reasoner + mode): one line of `samples.jsonl`."""
 
@@ -53,6 +63,7 @@ class SampleRecord(BaseModel):
     judge: JudgeVerdict | None = None
     error: str | None = None
     truncated: bool = False  # the output hit its token limit (the graph's `truncated`)
+    votes: VoteRecord | None = None  # k reasoner samples (`EvalConfig.reasoner_samples` > 1)
     perception_cached: bool | None = None
     perception_usage: list[dict[str, Any]] = Field(default_factory=list)
     usage: list[dict[str, Any]] = Field(default_factory=list)

@@ -413,3 +413,77 @@ def test_shipped_miniworld_models_are_identified_by_their_files_not_their_name()
 
     assert model_identity("miniworld:captioner") == model_identity(f"hf:{model_path('captioner')}")
     assert model_identity("miniworld:captioner") != model_identity("miniworld:captioner-sft")
+
+
+def voter(pattern: str) -> ScriptedChatModel:
+    """A reasoner whose i-th answer to a question is right where `pattern[i]` is 'r', wrong where 'w'."""
+    answers, seen = golds(), {}
+
+    def respond(messages) -> str:
+        text = human_text(messages)
+        question = next(q for q in answers if q in text)
+        i = seen[question] = seen.get(question, -1) + 1
+        return f"\\boxed{{{answers[question] if pattern[i % len(pattern)] == 'r' else 'zzz'}}}"
+
+    return ScriptedChatModel(respond=respond)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "k", "vote_at_k", "pass_at_k", "ties"),
+    [("rrw", 3, 1.0, 1.0, 0), ("rww", 3, 0.0, 1.0, 0), ("rw", 2, 0.0, 1.0, LIMIT), ("www", 3, 0.0, 0.0, 0)],
+    ids=["majority-right", "majority-wrong", "tie", "all-wrong"],
+)
+def test_votes_grade_the_majority_and_report_vote_and_pass_at_k(tmp_path, pattern, k, vote_at_k, pass_at_k, ties):
+    m = models(r1=voter(pattern))
+    result = run_eval(config(reasoners=("r1",), reasoner_samples=k, benchmarks=BENCHMARKS[:1]), options(tmp_path), models=m)
+    assert len(m["r1"].calls) == k * LIMIT
+    scores = result.summary.runs["r1 [decoupled]"].benchmarks["bundled"].votes
+    assert (scores.k, scores.vote_at_k.value, scores.pass_at_k.value, scores.ties) == (k, vote_at_k, pass_at_k, ties)
+    assert scores.sample_accuracy == pytest.approx(pattern.count("r") / len(pattern))
+    record = next(iter(read_records(tmp_path / "run" / "samples.jsonl").values()))
+    assert len(record.votes.outputs) == k and record.votes.outcome == ("tie" if ties else "majority")
+    assert record.correct == (vote_at_k == 1.0) and sum(1 for u in record.usage if u["node"] == "reason") == k
+    assert "## Votes (k reasoner samples per question)" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_one_sample_runs_keep_their_digest_and_report_no_votes(tmp_path):
+    assert config().digest() == config(reasoner_samples=1).digest() != config(reasoner_samples=3).digest()
+    result = run_eval(config(reasoners=("r1",), benchmarks=BENCHMARKS[:1]), options(tmp_path), models=models())
+    assert result.summary.runs["r1 [decoupled]"].benchmarks["bundled"].votes is None
+
+
+def second_captioner() -> ScriptedChatModel:
+    return ScriptedChatModel(respond=lambda messages: "A second look: the shapes are small.")
+
+
+def test_a_captioner_list_is_one_configuration_cached_per_captioner(tmp_path):
+    fused = config(captioner=("cap", "cap2"), reasoners=("r1",), benchmarks=BENCHMARKS[:1], prompt_preset="paper-train")
+    m = models() | {"cap2": second_captioner()}
+    result = run_eval(fused, options(tmp_path), models=m)
+    assert len(m["cap"].calls) == len(m["cap2"].calls) == LIMIT and result.caption_calls == 2 * LIMIT
+    prompt = human_text(m["r1"].calls[0])
+    assert "Description 1 of 2: The figure shows [[" in prompt and "Description 2 of 2: A second look" in prompt
+    record = next(iter(read_records(tmp_path / "run" / "samples.jsonl").values()))
+    assert record.captioner == "cap,cap2" and len(record.captions) == 2
+    assert result.summary.runs["r1 [decoupled]"].benchmarks["bundled"].accuracy.value == 1.0
+    # each captioner's captions are cached under its own identity: the single captioner reuses them
+    alone = models()
+    run_eval(config(reasoners=("r1",), benchmarks=BENCHMARKS[:1], prompt_preset="paper-train"), options(tmp_path, "alone"),
+             models=alone)
+    assert alone["cap"].calls == []
+    assert fused.digest() != config(captioner=("cap2", "cap"), reasoners=("r1",), benchmarks=BENCHMARKS[:1],
+                                    prompt_preset="paper-train").digest()  # the list, in order, is the identity
+    for bad, message in [(dict(captioner=("cap", "cap")), "two or more distinct"),
+                         (dict(captioner=("cap", "cap2"), modes=("direct",)), "direct mode answers with one MLLM")]:
+        with pytest.raises(ValueError, match=message):
+            config(**bad)
+
+
+def test_cli_reads_captioner_lists_and_samples():
+    from evals.run import configs_from_args, parser
+
+    args = parser().parse_args(["--captioner", "tiny, hf:a/b", "--captioner", "tiny", "--reasoner", "tiny",
+                                "--benchmark", "bundled", "--reasoner-samples", "5"])
+    fused, single = configs_from_args(args)
+    assert fused.captioner == ("tiny", "hf:a/b") and single.captioner == "tiny"
+    assert fused.reasoner_samples == single.reasoner_samples == 5
