@@ -208,6 +208,8 @@ class Evaluator:
         percepts: dict[tuple[str, str], _Percept], cache: PerceptionCache | None,
     ) -> None:
         """The outputs `kinds` of captioner `index` (`spec`), from the cache or the graph, into `percepts`."""
+        if not kinds:
+            return
         captioner_id = spec if spec in self.models else model_identity(spec)
         pending: list[tuple[tuple[str, str], dict[str, str], dict[str, Any]]] = []
         for key, needed in kinds.items():
