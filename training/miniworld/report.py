@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rapid_agent.miniworld import MANIFEST, MODELS, WEIGHTS_DIR
+from training.miniworld.knobs import kept_section
 
 VPO_MARGIN = 0.10  # the claim: VPO beats the SFT captioner by at least 10 points with the small reasoner
 RUNS = {
@@ -317,6 +318,7 @@ def write_docs(out: Path, docs: Path, found: dict[str, Any], result: dict[str, A
         "",
         *_examples(out),
         "",
+        *kept_section(docs),  # training.miniworld.knobs' section (votes, two captioners), as the page holds it
         "## Stages",
         "",
         "| stage | minutes | hardware |",
