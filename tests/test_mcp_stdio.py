@@ -100,6 +100,7 @@ def test_sdk_client_calls_the_stdio_server_and_every_refusal_is_an_error_result(
     assert not answer.isError and answer.structuredContent == {
         "answer": "3", "caption": "Three red circles on white.",
         "reasoning": "The description mentions three red circles, so the answer is \\boxed{3}.",
+        "vote": None,  # one reasoner sample: no vote
     }
     assert not other.isError and other.structuredContent["answer"] == "three"  # the per-call reasoner
     assert not described.isError and described.structuredContent == {"caption": "Three red circles on white."}
