@@ -177,3 +177,16 @@ def test_captioner_list_settings(circles_image):
         build_rapid_graph(["tiny", "tiny"], reasoner)
     with pytest.raises(ConfigError, match="at least one captioner"):
         build_rapid_graph(reasoner=reasoner).invoke({"question": "q", "captions": ["c"]}, context={"captioner": []})
+
+
+def test_a_captioner_list_is_cached_as_one_captioner(circles_image):
+    first, second = echo_captioner("a"), echo_captioner("b")
+    graph = build_rapid_graph([first, second], replies("\\boxed{1}"), caption_cache=":memory:")
+    request = {"images": [circles_image], "question": "q"}
+    assert graph.invoke(request)["perception_cached"] is False
+    again = graph.invoke(request)
+    assert again["perception_cached"] is True and again["captions"] == ["a", "b"] and again["caption_rounds"] == [2]
+    assert len(first.calls) == len(second.calls) == 1
+    # the list is the key: one of its captioners alone is another captioner configuration
+    alone = graph.invoke(request, context={"captioner": first})
+    assert alone["perception_cached"] is False and alone["captions"] == ["a"] and len(first.calls) == 2
