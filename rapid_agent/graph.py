@@ -10,9 +10,10 @@ on the question; a captioner list: each captioner, concurrently) and `tentative`
 answers directly, for presets that use it) run concurrently; `reason` (the text-only reasoner)
 answers from the caption(s), labelled one after another when there are several; with
 `reasoner_samples=k` it samples k answers concurrently and puts them to a vote (`rapid_agent.voting`).
-A state that already carries `captions` skips `caption`. With `caption_cache`, `caption` and `tentative` are cached by
-LangGraph's node cache under the captioner's identity, the images, the question and the preset
-(`rapid_agent.caching`); a run whose captioner outputs all came from it reads `perception_cached`.
+A state that already carries `captions` skips `caption`. With `caption_cache`, `caption` and
+`tentative` are cached by LangGraph's node cache under the captioner's (or captioner list's)
+identity, the images, the question and the preset (`rapid_agent.caching`); a run whose captioner
+outputs all came from it reads `perception_cached`.
 
 Trust (see docs/serving.md, "Threat model"):
 
@@ -22,8 +23,9 @@ Trust (see docs/serving.md, "Threat model"):
   checkpointer.
 * Derived fields (`image_urls`, `round`, `recaption_requests`, ...) are not part of the input. A
   command or state update can still write them, so each model-calling node re-checks, at the point
-  of use, what it is about to send: only `data:` image URLs within the image limits, every text within
-  `max_text_chars`, and the round within the re-caption limit. A `prepare` that has no input to read
+  of use, what it is about to send: only `data:` image URLs within the image limits (those `prepare`
+  encoded in this process are not decoded again), every text within `max_text_chars`, the round within
+  the re-caption limit, and `caption_rounds` that add up to the captions. A `prepare` that has no input to read
   (a command's `goto`, a state update) refuses to run.
 
 Speed: a run takes three steps (prepare, perception, reasoning: `prepare` runs on the input step),
