@@ -81,6 +81,7 @@ def evaluate(knob: Knob, out: Path, items: int, seed: int) -> float:
 
 def table(out: Path, walls: dict[str, float], *, items: int, seed: int) -> list[str]:
     """Markdown rows: per reasoner and configuration, against the reasoner's k = 1 greedy run."""
+    found: dict[tuple[str, str], tuple[float, float, float, float]] = {}  # (reasoner, knob) -> acc, diff, low, high
     rows = ["| reasoner | configuration | accuracy % [95%] | vs k = 1 greedy (points) [paired 95%] | pass@k % | "
             "reasoner tokens / item (in / out) | wall time vs k = 1 greedy |", "|---" * 7 + "|"]
     runs = {knob.name: _runs(out / knob.folder) for knob in knobs()}
@@ -93,6 +94,7 @@ def table(out: Path, walls: dict[str, float], *, items: int, seed: int) -> list[
             bench = result["benchmarks"]["miniworld"]
             acc = bench["accuracy"]
             c = compare(knob.name, BASELINE, "miniworld", runs[knob.name][label], base, seed=seed)
+            found[reasoner, knob.name] = (acc["value"], c.difference, c.low, c.high)
             versus = "—" if knob.name == BASELINE else (
                 f"{100 * c.difference:+.1f} [{100 * c.low:+.1f}, {100 * c.high:+.1f}]")
             votes = bench.get("votes")
@@ -116,10 +118,31 @@ def table(out: Path, walls: dict[str, float], *, items: int, seed: int) -> list[
         f"`{CAPTIONER}` and `{SECOND_CAPTIONER}` one after the other (a captioner list). Intervals: Wilson for "
         "accuracy, paired bootstrap on the same items against the reasoner's k = 1 greedy run. Tokens sum all k "
         "calls; wall time is each configuration's whole `evals.run` (both reasoners, captions read from the cache) "
-        "over the greedy one's, on this 2-core machine.",
+        "over the greedy one's, on a 2-core machine shared with other processes (read those ratios as rough).",
         "",
         *rows,
+        "",
+        *_findings(found),
     ]
+
+
+def _findings(found: dict[tuple[str, str], tuple[float, float, float, float]]) -> list[str]:
+    """One generated sentence per reasoner: what sampling, votes and the second captioner did to it."""
+    names = [knob.name for knob in knobs()]
+    sampled, most, fused = names[1], names[-2], names[-1]
+
+    def diff(reasoner: str, name: str) -> str:
+        _, d, low, high = found[reasoner, name]
+        verdict = "within the interval of no change" if low <= 0 <= high else ("a gain" if d > 0 else "a loss")
+        return f"{100 * d:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}], {verdict}"
+
+    return [
+        f"- `{r.split(':')[1]}` ({100 * found[r, BASELINE][0]:.1f}% greedy): sampling one answer ({sampled}) "
+        f"{diff(r, sampled)}; the vote of {most.rsplit('= ', 1)[1]} samples {diff(r, most)}; both captioners "
+        f"{diff(r, fused)}."
+        for r in REASONERS
+    ] + ["", "The reasoners were trained (SFT) on prompts that hold one description: two labelled descriptions "
+         "are a prompt they never saw."]
 
 
 def _runs(folder: Path) -> dict[str, dict[str, bool | None]]:
