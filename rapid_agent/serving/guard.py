@@ -79,22 +79,8 @@ def check_context(context: Any, settings: ServeSettings) -> None:
     preset = context.get("prompt_preset")
     if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
         raise ConfigError(f"context.prompt_preset must be one of {sorted(PRESETS)}, got {preset!r:.100}")
-    rounds = context.get("max_recaption_rounds")
-    if rounds is not None and (
-        isinstance(rounds, bool) or not isinstance(rounds, int) or not 0 <= rounds <= settings.rounds_limit
-    ):
-        raise ConfigError(
-            f"context.max_recaption_rounds must be an integer from 0 to {settings.rounds_limit} "
-            f"({ENV_NAMES['rounds_limit']}), got {rounds!r:.100}"
-        )
-    samples = context.get("reasoner_samples")
-    if samples is not None and (
-        isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= settings.max_reasoner_samples
-    ):
-        raise ConfigError(
-            f"context.reasoner_samples must be an integer from 1 to {settings.max_reasoner_samples} "
-            f"({ENV_NAMES['max_reasoner_samples']}), got {samples!r:.100}"
-        )
+    _check_count(context, "max_recaption_rounds", 0, settings.rounds_limit, "rounds_limit")
+    _check_count(context, "reasoner_samples", 1, settings.max_reasoner_samples, "max_reasoner_samples")
 
 
 def check_spec(spec: Any, where: str, settings: ServeSettings) -> None:
@@ -118,3 +104,10 @@ class AllowlistResolver(ModelResolver):
         if not isinstance(model, BaseChatModel):
             check_spec(model, role, self.settings)
         return super().resolve(model, role)
+
+
+def _check_count(context: dict, key: str, low: int, high: int, setting: str) -> None:
+    """`context[key]`, when given, is an integer from `low` to `high` (the limit set by `setting`)."""
+    value = context.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+        raise ConfigError(f"context.{key} must be an integer from {low} to {high} ({ENV_NAMES[setting]}), got {value!r:.100}")
