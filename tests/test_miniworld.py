@@ -361,13 +361,13 @@ def _pipeline_without_vpo_process(tmp_path, monkeypatch, *, side_lane):
     run = mw.Pipeline(mw.MiniworldConfig.quick(), tmp_path, progress=False, side_lane=side_lane)
     ran = []
 
-    def fake_vpo(module, argv):
-        ran.append((module, mw._done(run.model("reasoner-small"))))
+    def fake_vpo(argv, callbacks):
+        ran.append(("training.vpo", mw._done(run.model("reasoner-small"))))
         work = tmp_path / "work" / "captioner"
         work.mkdir(parents=True)
         (work / "trainer_state.json").write_text(json.dumps({"log_history": []}))
 
-    monkeypatch.setattr(mw, "_run_module", fake_vpo)
+    monkeypatch.setattr(mw, "_run_vpo", fake_vpo)
     (run.model("captioner-sft")).mkdir(parents=True)
     (run.model("captioner-sft") / mw.DONE).write_text("ok\n")
     return run, ran

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from transformers import TrainerCallback
 from trl import ModelConfig
 
 from rapid_agent import build_rapid_graph
@@ -53,9 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def train(config: VPOConfig, model_args: ModelConfig, *, reasoners: Sequence[BaseChatModel] | None = None,
-          train_dataset=None, argv: Sequence[str] | None = None):
+          train_dataset=None, argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()):
     """Build the trainer, train (resuming if asked), save the final weights in `output_dir`."""
-    trainer = build_trainer(config, model_args, reasoners=reasoners, train_dataset=train_dataset, argv=argv)
+    trainer = build_trainer(config, model_args, reasoners=reasoners, train_dataset=train_dataset, argv=argv,
+                            callbacks=callbacks)
     resume = config.resume_from_checkpoint
     trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)
     trainer.save_model(config.output_dir)
@@ -63,11 +65,12 @@ def train(config: VPOConfig, model_args: ModelConfig, *, reasoners: Sequence[Bas
 
 
 def build_trainer(config: VPOConfig, model_args: ModelConfig, *, reasoners: Sequence[BaseChatModel] | None = None,
-                  train_dataset=None, argv: Sequence[str] | None = None):
+                  train_dataset=None, argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()):
     """A `trl.GRPOTrainer` for `config`; every check that can fail runs before the first step.
 
     `reasoners` (chat models, one per `config.reasoner`) replace the specs; `train_dataset`
-    replaces `config.dataset_name` (rows as `training.data` builds them).
+    replaces `config.dataset_name` (rows as `training.data` builds them); `callbacks` are added to
+    the trainer's (as `GRPOTrainer(callbacks=...)` takes them).
     """
     from trl import GRPOTrainer
 
@@ -117,6 +120,7 @@ def build_trainer(config: VPOConfig, model_args: ModelConfig, *, reasoners: Sequ
         args=config,
         train_dataset=dataset,
         peft_config=peft_config(model_args),
+        callbacks=list(callbacks) or None,
     )
     return install_image_checks(trainer, dataset)  # TRL's VLM image-token bugs, refused before and during training
 

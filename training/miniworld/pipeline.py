@@ -344,7 +344,7 @@ class Pipeline:
         argv += ["--leak_penalty", str(leak_penalty)] if leak_penalty is not None else []
         for key, value in c.vpo_settings.items():
             argv += [f"--{key}", value]
-        _run_module("training.vpo", argv)
+        _run_vpo(argv, self._callbacks())
         history = json.loads(_trainer_state(work).read_text())["log_history"]
         _finish_model(work, final, {"log_history": history, "argv": ["python", "-m", "training.vpo", *argv]})
         return {}
@@ -398,7 +398,7 @@ class Pipeline:
 
 
 def _stop_lane(process: subprocess.Popen) -> None:
-    """Stop a lane and everything it started (its VPO runs `python -m training.vpo` as a child process)."""
+    """Stop a lane and everything it started (its evals run `python -m evals.run` as a child process)."""
     import signal
 
     if process.poll() is None:
@@ -421,6 +421,16 @@ def _trainer_state(folder: Path) -> Path:
     if not states:
         raise FileNotFoundError(f"no trainer_state.json under {folder}")
     return states[-1]
+
+
+def _run_vpo(argv: list[str], callbacks: list[Any]) -> None:
+    """`python -m training.vpo ARGV` in this process: the same parsing and trainer, plus `callbacks` (the
+    run's thread share, taken up while VPO trains), and no second start-up of torch and TRL."""
+    from training.config import parse_args
+    from training.vpo import train
+
+    config, model_args = parse_args(argv)
+    train(config, model_args, argv=argv, callbacks=callbacks)
 
 
 def _run_module(module: str, argv: list[str]) -> None:
