@@ -324,6 +324,24 @@ def test_evals_stage_reruns_when_any_model_changed(tmp_path, monkeypatch):
     assert not (tmp_path / "evals" / "all" / "samples.jsonl").exists()  # from a clean folder, not resumed into old results
 
 
+def test_evals_run_in_the_configured_modes_and_the_claims_need_decoupled_and_blind(tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    from training.miniworld import pipeline as mw
+
+    argv = []
+    monkeypatch.setattr(mw, "_run_module", lambda module, args: argv.extend(args))
+    run = mw.Pipeline(mw.MiniworldConfig.quick(), tmp_path, progress=False)
+    for name in MODELS:
+        run.model(name).mkdir(parents=True)
+        (run.model(name) / "model.safetensors").write_bytes(name.encode())
+    run.evaluate()
+    assert [argv[i + 1] for i, flag in enumerate(argv) if flag == "--mode"] == ["decoupled", "blind"]  # quick: no direct
+    assert mw.MiniworldConfig().eval_modes == ("decoupled", "direct", "blind")
+    with pytest.raises(ValidationError, match="add blind"):
+        mw.MiniworldConfig(eval_modes=("decoupled", "direct"))
+
+
 @pytest.mark.slow
 def test_two_lanes_train_the_captioner_beside_the_reasoners(tmp_path):
     """`jobs=2` (the full run's default): the captioner's SFT and VPO in a second process, each lane one of the threads."""

@@ -125,7 +125,7 @@ def caption_stats(evals: Path) -> dict[str, dict[str, float]]:
             stats[name] = {"leak_rate": sum(leaks) / len(leaks), "bars": sum(bars) / len(bars), "n": len(records),
                            # the check's recall on this captioner's own answers (asked the question directly)
                            "direct_flagged": sum(find_leak(r["output"], r.get("options")) is not None for r in direct)
-                           / max(1, len(direct))}
+                           / len(direct) if direct else None}
     return stats
 
 
@@ -428,7 +428,8 @@ def _guard_section(found: dict[str, Any], out: Path) -> list[str]:
     what = {"captioner-sft": "SFT (before VPO)", "captioner": "VPO, no guard", "captioner-guarded": "VPO, leak guard",
             "captioner-pool": "pool VPO, no guard"}
     rows = [f"| {what[name]} (`{name}`) | {100 * caps[name]['leak_rate']:.1f} | {training_leaks(name)} | "
-            f"{100 * caps[name]['direct_flagged']:.1f} |" for name in CAPTIONERS if name in caps]
+            f"{_pct(caps[name]['direct_flagged']) if caps[name]['direct_flagged'] is not None else '—'} |"
+            for name in CAPTIONERS if name in caps]
     guard = found.get("guard")
     return [
         "## Reward hacking: captions that state the answer",
