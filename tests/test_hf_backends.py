@@ -13,7 +13,8 @@ from PIL import Image
 from rapid_agent import GenerationSettings, ModelResolver, build_rapid_graph
 from rapid_agent.images import to_data_url
 from rapid_agent.models.batching import MicroBatcher
-from rapid_agent.models.hf import HFTextChatModel, HFVisionChatModel, adapter_base
+from rapid_agent.models.hf import HFTextChatModel, HFVisionChatModel
+from rapid_agent.models.local import adapter_base
 
 
 def vision_messages(image: Image.Image, question: str):

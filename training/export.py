@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rapid_agent.errors import ConfigError, RapidError
-from rapid_agent.models.hf import adapter_base
+from rapid_agent.models.local import adapter_base
 
 
 def export_merged(adapter: str | Path, out: str | Path, *, dtype: str = "auto") -> Path:

@@ -11,7 +11,6 @@ de-quantised (needs the `gguf` package).
 from __future__ import annotations
 
 import asyncio
-import json
 import queue
 import threading
 from abc import abstractmethod
@@ -30,20 +29,13 @@ from transformers.generation.streamers import BaseStreamer
 from rapid_agent.errors import BackendError, ConfigError
 from rapid_agent.images import from_data_url
 from rapid_agent.models.batching import MicroBatcher
+from rapid_agent.models.local import adapter_base
 
 ROLE_OF = {"system": "system", "human": "user", "ai": "assistant"}
 _DONE = object()  # ends a streaming call's queue of text pieces
 
 Sink = Callable[[str], None]
 """Receives a streaming request's text, piece by piece, on the batcher's thread."""
-
-
-def adapter_base(path: str | Path) -> str | None:
-    """The base model named by a PEFT adapter folder, or None when `path` is not an adapter."""
-    config = Path(path) / "adapter_config.json"
-    if not config.is_file():
-        return None
-    return json.loads(config.read_text())["base_model_name_or_path"]
 
 
 class _HFChatModel(BaseChatModel):

@@ -27,8 +27,7 @@ from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
-from rapid_agent.models.hf import adapter_base
-from rapid_agent.models.local import LOCAL_PROVIDERS
+from rapid_agent.models.local import LOCAL_PROVIDERS, adapter_base
 from rapid_agent.models.spec import ModelSpec
 
 _SMALL_FILE = 1 << 20

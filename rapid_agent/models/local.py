@@ -7,6 +7,7 @@ local `hf` backends; registering a provider here is all a new one needs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,14 @@ from rapid_agent.models.tiny import ensure_tiny_models
 
 if TYPE_CHECKING:
     from rapid_agent.models.spec import Role
+
+
+def adapter_base(path: str | Path) -> str | None:
+    """The base model named by a PEFT adapter folder, or None when `path` is not an adapter."""
+    config = Path(path) / "adapter_config.json"
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text())["base_model_name_or_path"]
 
 
 def _hf(name: str, role: Role) -> Path | None:
