@@ -470,7 +470,7 @@ def test_a_thread_share_written_to_a_file_is_taken_up_while_training(tmp_path):
     import torch
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
-    from training.miniworld.threads import EVERY_STEPS, ThreadShare
+    from training.miniworld.threads import ThreadShare
 
     before = torch.get_num_threads()
     share_file = tmp_path / "threads"
@@ -479,15 +479,13 @@ def test_a_thread_share_written_to_a_file_is_taken_up_while_training(tmp_path):
         assert share.current() == 3  # no file yet: the fixed count
         share_file.write_text("1\n")
         assert share.apply() == 1 and torch.get_num_threads() == 1
-        share_file.write_text("2\n")
         follow, state = share.callback(), TrainerState()
         args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[])
-        state.global_step = EVERY_STEPS + 1
-        follow.on_step_begin(args, state, TrainerControl())
-        assert torch.get_num_threads() == 1  # read every EVERY_STEPS steps only
-        state.global_step = 2 * EVERY_STEPS
-        follow.on_step_begin(args, state, TrainerControl())
-        assert torch.get_num_threads() == 2
+        for step, written in enumerate(["2", "1", "2"], start=7):  # taken up at the next step, whichever it is
+            share_file.write_text(f"{written}\n")
+            state.global_step = step
+            follow.on_step_begin(args, state, TrainerControl())
+            assert torch.get_num_threads() == int(written)
         share_file.write_text("many\n")
         assert share.current() == 3  # unreadable: the fixed count
     finally:

@@ -2,7 +2,8 @@
 
 A run that shares the machine (CI runs the quick pipeline beside the rest of the test suite) starts
 on one thread; whoever owns the machine writes a larger count into the file when the other work is
-done, and the run takes it up at its next stage and, while training, within `EVERY_STEPS` steps.
+done, and the run takes it up at its next stage and, while training, at its next step (a file read: microseconds
+beside a step).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
-EVERY_STEPS = 10
 
 
 class ThreadShare:
@@ -41,12 +41,12 @@ class ThreadShare:
         return threads
 
     def callback(self) -> TrainerCallback:
-        """A trainer callback that applies the share every `EVERY_STEPS` steps (nothing when it is fixed)."""
+        """A trainer callback that applies the share before every step (nothing when it is fixed)."""
         share = self
 
         class _Follow(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):
-                if share.path is not None and state.global_step % EVERY_STEPS == 0:
+                if share.path is not None:
                     share.apply()
 
         return _Follow()
