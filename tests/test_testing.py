@@ -265,3 +265,27 @@ def test_scripted_model_tokens_reach_langgraph_message_streams() -> None:
         chunk.content for chunk, _ in graph.stream({"messages": [HumanMessage("hi")]}, stream_mode="messages")
     ]
     assert tokens == ["one ", "two ", "three"]
+
+
+@pytest.mark.parametrize(
+    ("markexpr", "keyword", "source", "collect_only", "early"),
+    [
+        ("", "", "testpaths", False, True),  # the bare `pytest` of the README and CI
+        ("slow", "", "testpaths", False, True),
+        ("miniworld_quick", "", "testpaths", False, True),
+        ("not slow", "", "testpaths", False, False),  # the fast loop never starts the run
+        ("not miniworld_quick", "", "testpaths", False, False),
+        ("", "graph", "testpaths", False, False),  # -k: decided at collection
+        ("", "", "args", False, False),  # named files: decided at collection
+        ("", "", "testpaths", True, False),
+    ],
+)
+def test_the_quick_run_starts_before_collection_only_for_the_whole_suite(markexpr, keyword, source, collect_only, early):
+    from types import SimpleNamespace
+
+    from rapid_agent.testing.miniworld_pytest import _runs_the_whole_suite
+
+    sources = {"testpaths": pytest.Config.ArgsSource.TESTPATHS, "args": pytest.Config.ArgsSource.ARGS}
+    config = SimpleNamespace(option=SimpleNamespace(collectonly=collect_only, keyword=keyword, markexpr=markexpr),
+                             args_source=sources[source])
+    assert _runs_the_whole_suite(config) is early

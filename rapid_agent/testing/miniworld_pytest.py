@@ -2,10 +2,10 @@
 
 Enable it with `pytest_plugins = ["rapid_agent.testing.miniworld_pytest"]` in a `conftest.py`; tests
 marked `miniworld_quick` ask for the `miniworld_quick_run` fixture (the run's output folder). As soon
-as collection selects such a test, the quick run starts as its own process with one torch thread (the
-suite keeps the other core: two busy threads on one core slow torch many times over), so its minutes
-of training overlap with the rest of the suite; its tests run last (after the `vllm` ones), so no
-other test waits for the run mid-suite. When the first of them asks for the run, the rest of the
+as collection selects such a test (a bare `pytest`: before collection), the quick run starts as its own
+process with one torch thread (the suite keeps the other core: two busy threads on one core slow torch
+many times over), so its minutes of training overlap with the rest of the suite; its tests run last
+(after the `vllm` ones), so no other test waits for the run mid-suite. When the first of them asks for the run, the rest of the
 suite is done: the run is handed every core (its `--threads-file`) for what it has left, and the
 fixture waits for it and fails, with the end of the run's log, if it did not succeed.
 """
@@ -68,6 +68,19 @@ _KEY = pytest.StashKey[QuickRun]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}: uses the session's quick miniworld run (started at collection)")
+    if _runs_the_whole_suite(config):  # the run is the suite's long pole: start it before collection (~10 s)
+        config.stash[_KEY] = QuickRun()
+
+
+def _runs_the_whole_suite(config: pytest.Config) -> bool:
+    """True for a bare `pytest` (the configured test paths, no -k, a -m that keeps the quick run's tests): its
+    selection surely holds the quick run's tests, before they are collected."""
+    from _pytest.mark.expression import Expression
+
+    if config.option.collectonly or config.option.keyword or config.args_source != pytest.Config.ArgsSource.TESTPATHS:
+        return False
+    marks = {"slow", MARKER}
+    return not config.option.markexpr or Expression.compile(config.option.markexpr).evaluate(lambda name: name in marks)
 
 
 @pytest.hookimpl(trylast=True)  # after the vllm plugin's own reordering: these go to the very end
@@ -78,8 +91,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if not session.config.option.collectonly and any(item.get_closest_marker(MARKER) for item in session.items):
+    wanted = not session.config.option.collectonly and any(item.get_closest_marker(MARKER) for item in session.items)
+    run = session.config.stash.get(_KEY, None)
+    if wanted and run is None:
         session.config.stash[_KEY] = QuickRun()
+    elif not wanted and run is not None:  # started early, then deselected (e.g. by a plugin's own selection)
+        run.stop()
+        del session.config.stash[_KEY]
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
