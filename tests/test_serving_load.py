@@ -17,6 +17,7 @@ import pytest
 from rapid_agent.serving.process import concurrency_notice
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
+RUNS = 24  # three rounds of 8 clients; at a 30% fault rate both kinds are injected (they alternate)
 
 
 def load_benchmark():
@@ -50,7 +51,7 @@ def test_a_server_running_one_run_at_a_time_says_so(env, says):
 @pytest.mark.slow
 def test_short_load_and_fault_run(tmp_path):
     out = tmp_path / "load.json"
-    command = [sys.executable, str(SCRIPT), "--runs", "40", "--clients", "8", "--latency-s", "0.05",
+    command = [sys.executable, str(SCRIPT), "--runs", str(RUNS), "--clients", "8", "--latency-s", "0.05",
                "--failure-rate", "0.3", "--call-timeout-s", "10", "--one-job-runs", "4", "--json", str(out)]
     # the call time-out detects the injected hangs; 10 s (200x the latency) also bounds a slow answer on a loaded CPU
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -58,16 +59,16 @@ def test_short_load_and_fault_run(tmp_path):
     r = json.loads(out.read_text())
 
     served, faults = r["served"], r["faults"]
-    assert served["sent"] == served["completed"] == served["correct"] == 40
+    assert served["sent"] == served["completed"] == served["correct"] == RUNS
     assert served["duplicates"] == 0 and served["missing_items"] == [] and served["hung"] == 0
-    assert r["in_process"]["correct"] == 40
+    assert r["in_process"]["correct"] == RUNS
     # faults were injected (both kinds) and retried: every run ended with the right answer or a BackendError
     assert faults["injected"].get("error", 0) > 0 and faults["injected"].get("hang", 0) > 0
-    assert faults["reasoner_calls"] > 40
-    assert faults["ended"] == faults["sent"] == 40 and faults["hung"] == 0
-    assert faults["completed"] == faults["correct"] and faults["completed"] + sum(faults["errors"].values()) == 40
+    assert faults["reasoner_calls"] > RUNS
+    assert faults["ended"] == faults["sent"] == RUNS and faults["hung"] == 0
+    assert faults["completed"] == faults["correct"] and faults["completed"] + sum(faults["errors"].values()) == RUNS
     assert set(faults["errors"]) <= {"BackendError"}
     assert faults["server_up_after"] is True
     assert r["failed"] == []
     assert r["served"]["queue_wait_s"] is not None and r["one_job"]["completed"] == 4
-    assert "completed/sent 40/40" in done.stdout and "ratio" in done.stdout
+    assert f"completed/sent {RUNS}/{RUNS}" in done.stdout and "ratio" in done.stdout
