@@ -411,7 +411,7 @@ class Pipeline:
 
 
 def _stop_lane(process: subprocess.Popen) -> None:
-    """Stop a lane and everything it started (its evals run `python -m evals.run` as a child process)."""
+    """Stop a lane and everything it started (the data-loader workers of its captioner SFT)."""
     import signal
 
     if process.poll() is None:
