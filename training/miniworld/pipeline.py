@@ -388,7 +388,8 @@ class Pipeline:
             *(f for mode in c.eval_modes for f in ("--mode", mode)),
             "--benchmark", "miniworld", "--limit", str(c.eval_items), "--prompt", "paper-train",
             "--max-new-tokens", str(c.max_new_tokens), "--caption-max-new-tokens", str(c.max_new_tokens),
-            "--batch-size", "32", "--concurrency", "64", "--cache", str(evals / "captions.sqlite"), "--seed", str(c.seed),
+            # micro-batches of 64: the outputs of 32 (all 1,600 of 200 items' samples alike), a fifth less time
+            "--batch-size", "64", "--concurrency", "128", "--cache", str(evals / "captions.sqlite"), "--seed", str(c.seed),
             "--output-dir", str(evals / "all"), "--resume", "--no-progress",
         ]
         _run_module("evals.run", argv)
