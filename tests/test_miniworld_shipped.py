@@ -34,7 +34,7 @@ def found(tmp_path_factory):
         sys.executable, "-m", "evals.run", "--captioner", "miniworld:captioner", "--captioner", "miniworld:captioner-sft",
         "--reasoner", "miniworld:reasoner-small", "--reasoner", "miniworld:reasoner-large", "--mode", "decoupled",
         "--mode", "blind", "--benchmark", "miniworld", "--limit", str(ITEMS), "--prompt", "paper-train",
-        "--max-new-tokens", "64", "--caption-max-new-tokens", "64", "--batch-size", "32", "--concurrency", "64",
+        "--max-new-tokens", "64", "--caption-max-new-tokens", "64", "--batch-size", "64", "--concurrency", "128",
         "--no-cache", "--no-progress", "--show", "0", "--output-dir", str(out),
     ]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=1500, check=False)
