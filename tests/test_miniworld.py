@@ -306,15 +306,21 @@ def test_shipped_reasoners_are_taken_byte_for_byte(tmp_path):
         assert (run.model("reasoner-small") / shipped.name).read_bytes() == shipped.read_bytes()
 
 
-def test_evals_stage_reruns_when_any_model_changed(tmp_path, monkeypatch):
+def _quick_pipeline_with_models(tmp_path, monkeypatch, evals_run):
+    """A quick-config pipeline whose models are placeholder files and whose `python -m evals.run` is `evals_run`."""
     from training.miniworld import pipeline as mw
 
-    calls = []
-    monkeypatch.setattr(mw, "_run_module", lambda module, argv: calls.append(module))
+    monkeypatch.setattr(mw, "_run_module", evals_run)
     run = mw.Pipeline(mw.MiniworldConfig.quick(), tmp_path, progress=False)
     for name in MODELS:
         run.model(name).mkdir(parents=True)
         (run.model(name) / "model.safetensors").write_bytes(name.encode())
+    return run
+
+
+def test_evals_stage_reruns_when_any_model_changed(tmp_path, monkeypatch):
+    calls = []
+    run = _quick_pipeline_with_models(tmp_path, monkeypatch, lambda module, argv: calls.append(module))
     (tmp_path / "evals" / "all").mkdir(parents=True)
     assert run.evaluate() == {} and calls == ["evals.run"]
     assert run.evaluate() == {"skipped": True} and len(calls) == 1  # the same models: their results stand
@@ -330,11 +336,7 @@ def test_evals_run_in_the_configured_modes_and_the_claims_need_decoupled_and_bli
     from training.miniworld import pipeline as mw
 
     argv = []
-    monkeypatch.setattr(mw, "_run_module", lambda module, args: argv.extend(args))
-    run = mw.Pipeline(mw.MiniworldConfig.quick(), tmp_path, progress=False)
-    for name in MODELS:
-        run.model(name).mkdir(parents=True)
-        (run.model(name) / "model.safetensors").write_bytes(name.encode())
+    run = _quick_pipeline_with_models(tmp_path, monkeypatch, lambda module, args: argv.extend(args))
     run.evaluate()
     assert [argv[i + 1] for i, flag in enumerate(argv) if flag == "--mode"] == ["decoupled", "blind"]  # quick: no direct
     assert mw.MiniworldConfig().eval_modes == ("decoupled", "direct", "blind")
