@@ -243,6 +243,19 @@ def test_the_small_reasoner_reads_bar_names_as_words(tmp_path):
     assert all(len(tokenizer.tokenize(phrase)) > 1 for phrase in world.DESCRIPTION_PHRASES)
 
 
+def test_captioner_rows_draw_their_chart_as_the_graph_reads_its_png():
+    """Each SFT row's chart, drawn as the row is read, has the pixels the graph gets from the chart's PNG."""
+    from rapid_agent.images import ImagePolicy, load_images
+
+    data = sft.captioner_dataset(24, seed=3, full_probability=0.5, direct_fraction=0.25)
+    tasks = list(world.tasks("train", 24, seed=3))
+    for row, task in zip(data, tasks, strict=True):
+        (drawn,), (read,) = row["images"], load_images([world.png(task.scene)], ImagePolicy())
+        assert (drawn.size, drawn.mode, drawn.tobytes()) == (read.size, read.mode, read.tobytes())
+        assert set(row) == {"prompt", "completion", "images"}
+    assert data.column_names == ["prompt", "completion", "values"]  # no PNG bytes are stored
+
+
 @pytest.mark.parametrize(("steps", "fraction", "warmup", "decay"), [(1000, 0.2, 50, 200), (100, 1.0, 50, 50), (10, 0.01, 0, 1)])
 def test_sft_rate_decays_over_the_last_share_of_the_steps(steps, fraction, warmup, decay):
     assert sft.SFTStage(steps=steps, batch_size=1, examples=1, decay_fraction=fraction, warmup_steps=warmup).decay_steps == decay

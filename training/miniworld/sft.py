@@ -13,18 +13,18 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from datasets import Dataset, Features, Image, List, Value
+from datasets import Dataset, Features, List, Value
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapid_agent.images import ImagePolicy, load_images
 from rapid_agent.miniworld import world
 from rapid_agent.models.tiny import build_tiny_captioner, build_tiny_reasoner
 from rapid_agent.prompts import format_question, get_preset
-from training.data import with_image_loading
 
 PRESET = "paper-train"
 _MESSAGE = {"role": Value("string"), "content": Value("string")}
 _TEXT_FEATURES = Features({"prompt": List(_MESSAGE), "completion": List(_MESSAGE)})
-_VISION_FEATURES = Features({"prompt": List(_MESSAGE), "completion": List(_MESSAGE), "images": List(Image())})
+_CHART_FEATURES = Features({"prompt": List(_MESSAGE), "completion": List(_MESSAGE), "values": List(Value("int32"))})
 
 
 class ReasonerSize(BaseModel):
@@ -109,8 +109,9 @@ def reasoner_dataset(count: int, *, seed: int, sum_style: world.SumStyle) -> Dat
 def captioner_dataset(count: int, *, seed: int, full_probability: float, direct_fraction: float) -> Dataset:
     """Captioning rows (question-blind partial descriptions) and a share of direct-answer rows.
 
-    Images are stored as 224-px PNGs and pass through the graph's `ImagePolicy` on access, so
-    training sees exactly the pixels inference sees.
+    A row keeps its chart's bar values; the chart is drawn (224 px) as the row is read, in the data loader's
+    workers, and passes through the graph's `ImagePolicy`: the pixels inference sees in the chart's PNG (a
+    lossless format), without PNG-encoding every chart up front in the training process (~1 ms a row).
     """
     rng = random.Random(f"captioner-{seed}")
     rows = []
@@ -119,8 +120,20 @@ def captioner_dataset(count: int, *, seed: int, full_probability: float, direct_
             prompt, target = direct_prompt(task), world.direct_answer(task)
         else:
             prompt, target = caption_prompt(task), world.partial_description(task.scene, rng, full_probability=full_probability)
-        rows.append({"prompt": prompt, "completion": _assistant(target), "images": [{"bytes": world.png(task.scene)}]})
-    return with_image_loading(Dataset.from_list(rows, features=_VISION_FEATURES))
+        rows.append({"prompt": prompt, "completion": _assistant(target), "values": list(task.scene.values)})
+    return _charts_drawn_on_access(Dataset.from_list(rows, features=_CHART_FEATURES))
+
+
+def _charts_drawn_on_access(dataset: Dataset, policy: ImagePolicy | None = None) -> Dataset:
+    """Each row's `values` become its `images`, the chart drawn and fitted as the graph fits images, on access."""
+    policy = policy or ImagePolicy()
+
+    def transform(batch: dict[str, list]) -> dict[str, list]:
+        charts = [world.draw(world.Scene(values=tuple(values))) for values in batch.pop("values")]
+        batch["images"] = [load_images([chart], policy) for chart in charts]
+        return batch
+
+    return dataset.with_transform(transform)
 
 
 def tokenizer_corpus(count: int = 200) -> list[str]:
