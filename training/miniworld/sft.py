@@ -124,9 +124,9 @@ def captioner_dataset(count: int, *, seed: int, full_probability: float, direct_
     return _charts_drawn_on_access(Dataset.from_list(rows, features=_CHART_FEATURES))
 
 
-def _charts_drawn_on_access(dataset: Dataset, policy: ImagePolicy | None = None) -> Dataset:
+def _charts_drawn_on_access(dataset: Dataset) -> Dataset:
     """Each row's `values` become its `images`, the chart drawn and fitted as the graph fits images, on access."""
-    policy = policy or ImagePolicy()
+    policy = ImagePolicy()
 
     def transform(batch: dict[str, list]) -> dict[str, list]:
         charts = [world.draw(world.Scene(values=tuple(values))) for values in batch.pop("values")]
